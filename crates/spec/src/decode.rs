@@ -1,0 +1,606 @@
+//! YAML document → [`Pipeline`] fields, one decoder per section, all errors collected.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+
+use crate::diagnostic::{Diagnostic, Spanned};
+use crate::period::Grain;
+use crate::pipeline::{
+    ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure, Lookback,
+    LookbackUnit, MonetaryMeasure, Output, ParetoSpec, RfmSpec, ScoreMethod, SegmentRule, Source,
+    SqlStep, Step, StepKind,
+};
+use crate::yaml::{self, Ctx, Map, Node, loc};
+
+/// Everything read from the document; cross-references are checked afterwards.
+pub(crate) struct Decoded {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub grain: Option<Grain>,
+    pub output_dir: Option<String>,
+    pub engine: EngineOptions,
+    pub sources: Vec<Source>,
+    pub steps: Vec<Step>,
+    pub outputs: Vec<Output>,
+}
+
+pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> Decoded {
+    let mut out = Decoded {
+        name: None,
+        description: None,
+        grain: None,
+        output_dir: None,
+        engine: EngineOptions::default(),
+        sources: Vec::new(),
+        steps: Vec::new(),
+        outputs: Vec::new(),
+    };
+    let Some(mut top) = yaml::map(ctx, root, "") else {
+        return out;
+    };
+    if let Some((n, p)) = top.required(ctx, "pipeline") {
+        out.name = yaml::name(ctx, n, &p).map(|s| s.value);
+    }
+    if let Some((n, p)) = top.get("description") {
+        out.description = yaml::string(ctx, n, &p).map(|s| s.value);
+    }
+    if let Some((n, p)) = top.required(ctx, "period") {
+        out.grain = yaml::choice(ctx, n, &p, &[("year", Grain::Year), ("month", Grain::Month)]);
+    }
+    if let Some((n, p)) = top.get("output_dir") {
+        out.output_dir = yaml::string(ctx, n, &p).map(|s| resolve_location(&s.value, base_dir));
+    }
+    if let Some((n, p)) = top.get("engine") {
+        out.engine = engine(ctx, n, &p);
+    }
+    if let Some((n, p)) = top.required(ctx, "sources")
+        && let Some(mut m) = yaml::map(ctx, n, &p)
+    {
+        for (name, node, path) in m.named_entries() {
+            out.sources.extend(source(ctx, name, node, &path, base_dir));
+        }
+    }
+    if let Some((n, p)) = top.required(ctx, "steps")
+        && let Some(items) = yaml::seq(ctx, n, &p)
+    {
+        for (i, item) in items.iter().enumerate() {
+            out.steps.extend(step(ctx, item, &format!("steps[{i}]")));
+        }
+    }
+    let output_dir = out.output_dir.clone().unwrap_or_else(|| resolve_location("out", base_dir));
+    if let Some((n, p)) = top.required(ctx, "outputs")
+        && let Some(mut m) = yaml::map(ctx, n, &p)
+    {
+        for (name, node, path) in m.named_entries() {
+            out.outputs.extend(output(ctx, name, node, &path, &output_dir, base_dir));
+        }
+    }
+    top.finish(ctx);
+    out.output_dir = Some(output_dir);
+    out
+}
+
+/// Relative paths are relative to the pipeline file, so a pipeline behaves the same whatever
+/// directory cron or Airflow starts it from. URLs are kept as they are.
+pub(crate) fn resolve_location(text: &str, base_dir: &Path) -> String {
+    if text.contains("://") || Path::new(text).is_absolute() {
+        return text.to_string();
+    }
+    let trimmed = text.strip_prefix("./").unwrap_or(text);
+    base_dir.join(trimmed).to_string_lossy().into_owned()
+}
+
+fn engine(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> EngineOptions {
+    let mut opts = EngineOptions::default();
+    let Some(mut m) = yaml::map(ctx, node, path) else {
+        return opts;
+    };
+    if let Some((n, p)) = m.get("target_partitions") {
+        opts.target_partitions = yaml::integer(ctx, n, &p, 1..=1024).and_then(|v| usize::try_from(v).ok());
+    }
+    if let Some((n, p)) = m.get("memory_limit")
+        && let Some(text) = yaml::string(ctx, n, &p)
+    {
+        match parse_bytes(&text.value) {
+            Some(b) => opts.memory_limit = Some(b),
+            None => ctx.push(
+                Diagnostic::new(text.loc, &p, format!("invalid size `{}`", text.value))
+                    .with_hint("write a size like `512MiB`, `4GiB` or `2GB`"),
+            ),
+        }
+    }
+    m.finish(ctx);
+    opts
+}
+
+/// `4GiB`, `512 MiB`, `2GB`, `1000000` → bytes.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn infer_format(location: &str) -> Option<Format> {
+    let lower = location.to_ascii_lowercase();
+    let ext = lower.rsplit('/').next()?.rsplit_once('.')?.1.to_string();
+    match ext.as_str() {
+        "csv" | "tsv" | "txt" => Some(Format::Csv),
+        "parquet" | "pq" => Some(Format::Parquet),
+        "jsonl" | "ndjson" | "json" => Some(Format::JsonLines),
+        _ => None,
+    }
+}
+
+fn source(
+    ctx: &mut Ctx<'_>,
+    name: Spanned<String>,
+    node: &Node<'_>,
+    path: &str,
+    base_dir: &Path,
+) -> Option<Source> {
+    let mut m = yaml::map(ctx, node, path)?;
+    let location = m
+        .required(ctx, "path")
+        .and_then(|(n, p)| yaml::string(ctx, n, &p))
+        .map(|s| Spanned::new(resolve_location(&s.value, base_dir), s.loc));
+    let formats = [
+        ("csv", Format::Csv),
+        ("parquet", Format::Parquet),
+        ("jsonl", Format::JsonLines),
+    ];
+    let declared = m.get("format").map(|(n, p)| yaml::choice(ctx, n, &p, &formats));
+    let format = match (declared, &location) {
+        (Some(f), _) => f,
+        (None, Some(l)) => {
+            let inferred = infer_format(&l.value);
+            if inferred.is_none() {
+                ctx.push(
+                    Diagnostic::new(l.loc, format!("{path}.path"), "cannot tell the file format from the path")
+                        .with_hint("add `format: csv`, `format: parquet` or `format: jsonl`"),
+                );
+            }
+            inferred
+        }
+        (None, None) => None,
+    };
+    let csv = match m.get("csv") {
+        Some((n, p)) => {
+            if format.is_some_and(|f| f != Format::Csv) {
+                ctx.error(loc(n), &p, "`csv` options given for a source that is not CSV");
+            }
+            csv_options(ctx, n, &p)
+        }
+        None => CsvOptions::default(),
+    };
+    let schema = m
+        .required(ctx, "schema")
+        .map(|(n, p)| schema(ctx, n, &p))
+        .unwrap_or_default();
+    m.finish(ctx);
+    Some(Source {
+        name,
+        location: location?,
+        format: format?,
+        csv,
+        schema,
+    })
+}
+
+fn single_byte(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<u8> {
+    let text = yaml::string(ctx, node, path)?;
+    let value = match text.value.as_str() {
+        "\\t" | "tab" => "\t",
+        other => other,
+    };
+    match value.as_bytes() {
+        [b] if b.is_ascii() => Some(*b),
+        _ => {
+            ctx.push(
+                Diagnostic::new(text.loc, path, format!("expected a single ASCII character, found `{}`", text.value))
+                    .with_hint("for a tab write `\"\\t\"`"),
+            );
+            None
+        }
+    }
+}
+
+fn csv_options(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> CsvOptions {
+    let mut opts = CsvOptions::default();
+    let Some(mut m) = yaml::map(ctx, node, path) else {
+        return opts;
+    };
+    if let Some((n, p)) = m.get("delimiter") {
+        opts.delimiter = single_byte(ctx, n, &p).unwrap_or(b',');
+    }
+    if let Some((n, p)) = m.get("quote") {
+        opts.quote = single_byte(ctx, n, &p).unwrap_or(b'"');
+    }
+    if let Some((n, p)) = m.get("escape") {
+        opts.escape = single_byte(ctx, n, &p);
+    }
+    if let Some((n, p)) = m.get("null_values") {
+        opts.null_values = yaml::names(ctx, n, &p)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
+    }
+    m.finish(ctx);
+    opts
+}
+
+fn column_type(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<ColumnType> {
+    let text = yaml::name(ctx, node, path)?;
+    let t = text.value.trim().to_ascii_lowercase();
+    let simple = match t.as_str() {
+        "string" | "utf8" | "text" => Some(ColumnType::String),
+        "int32" | "int" => Some(ColumnType::Int32),
+        "int64" | "bigint" => Some(ColumnType::Int64),
+        "float64" | "double" => Some(ColumnType::Float64),
+        "bool" | "boolean" => Some(ColumnType::Boolean),
+        "date" => Some(ColumnType::Date),
+        "timestamp" => Some(ColumnType::Timestamp),
+        _ => None,
+    };
+    if simple.is_some() {
+        return simple;
+    }
+    if let Some(args) = t.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')'))
+        && let Some((p, s)) = args.split_once(',')
+        && let (Ok(precision), Ok(scale)) = (p.trim().parse::<u8>(), s.trim().parse::<i8>())
+        && (1..=38).contains(&precision)
+        && (0..=precision as i8).contains(&scale)
+    {
+        return Some(ColumnType::Decimal { precision, scale });
+    }
+    const TYPES: [&str; 8] = ["string", "int32", "int64", "float64", "bool", "date", "timestamp", "decimal(18,2)"];
+    let hint = crate::diagnostic::did_you_mean(&t, TYPES)
+        .unwrap_or_else(|| format!("expected one of: {}", TYPES.join(", ")));
+    ctx.push(Diagnostic::new(text.loc, path, format!("unknown column type `{}`", text.value)).with_hint(hint));
+    None
+}
+
+fn schema(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<ColumnSpec> {
+    let Some(mut m) = yaml::map(ctx, node, path) else {
+        return Vec::new();
+    };
+    let mut columns = Vec::new();
+    for (name, col_node, col_path) in m.named_entries() {
+        // `email: string` is shorthand for `email: { type: string }`.
+        let (data_type, required) = if matches!(col_node.data, saphyr::YamlData::Mapping(_)) {
+            let Some(mut c) = yaml::map(ctx, col_node, &col_path) else {
+                continue;
+            };
+            let data_type = c
+                .required(ctx, "type")
+                .and_then(|(n, p)| column_type(ctx, n, &p));
+            let required = c
+                .get("required")
+                .and_then(|(n, p)| yaml::boolean(ctx, n, &p))
+                .unwrap_or(false);
+            c.finish(ctx);
+            (data_type, required)
+        } else {
+            (column_type(ctx, col_node, &col_path), false)
+        };
+        if let Some(data_type) = data_type {
+            columns.push(ColumnSpec {
+                name: name.value,
+                data_type,
+                required,
+                loc: name.loc,
+            });
+        }
+    }
+    if columns.is_empty() && m.loc.line > 0 {
+        ctx.error(m.loc, path, "a schema needs at least one column");
+    }
+    columns
+}
+
+fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
+    let mut m = yaml::map(ctx, node, path)?;
+    let name = m.required(ctx, "name").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let has_sql = m.has("sql");
+    let has_model = m.has("model");
+    let kind = match (has_sql, has_model) {
+        (true, true) => {
+            ctx.error(m.loc, path, "a step has either `sql` or `model`, not both");
+            None
+        }
+        (false, false) => {
+            ctx.push(
+                Diagnostic::new(m.loc, path, "a step needs `sql` or `model`")
+                    .with_hint("write `sql: SELECT ...` or `model: rfm` / `model: pareto`"),
+            );
+            None
+        }
+        (true, false) => m
+            .get("sql")
+            .and_then(|(n, p)| yaml::sql(ctx, n, &p))
+            .map(|sql| StepKind::Sql(SqlStep { sql, reads: Vec::new() })),
+        (false, true) => {
+            #[derive(Clone, Copy)]
+            enum Model {
+                Rfm,
+                Pareto,
+            }
+            let model = m
+                .get("model")
+                .and_then(|(n, p)| yaml::choice(ctx, n, &p, &[("rfm", Model::Rfm), ("pareto", Model::Pareto)]));
+            match model {
+                Some(Model::Rfm) => rfm(ctx, &mut m).map(StepKind::Rfm),
+                Some(Model::Pareto) => pareto(ctx, &mut m).map(StepKind::Pareto),
+                None => None,
+            }
+        }
+    };
+    m.finish(ctx);
+    Some(Step { name: name?, kind: kind? })
+}
+
+/// A column name with a default.
+fn column(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>, key: &'static str, default: &str) -> String {
+    m.get(key)
+        .and_then(|(n, p)| yaml::name(ctx, n, &p))
+        .map_or_else(|| default.to_string(), |s| s.value)
+}
+
+fn lookback(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Lookback> {
+    let text = yaml::string(ctx, node, path)?;
+    let mut parts = text.value.split_whitespace();
+    let parsed = match (parts.next().map(str::parse::<u32>), parts.next(), parts.next()) {
+        (Some(Ok(amount)), Some(unit), None) if amount > 0 => match unit.trim_end_matches('s') {
+            "day" => Some(LookbackUnit::Days),
+            "month" => Some(LookbackUnit::Months),
+            "year" => Some(LookbackUnit::Years),
+            _ => None,
+        }
+        .map(|unit| Lookback { amount, unit }),
+        _ => None,
+    };
+    if parsed.is_none() {
+        ctx.push(
+            Diagnostic::new(text.loc, path, format!("invalid lookback `{}`", text.value))
+                .with_hint("write a positive count and a unit: `365 days`, `24 months`, `3 years`"),
+        );
+    }
+    parsed
+}
+
+fn segments(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<SegmentRule> {
+    let Some(items) = yaml::seq(ctx, node, path) else {
+        return Vec::new();
+    };
+    let mut rules = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(mut r) = yaml::map(ctx, item, &p) else {
+            continue;
+        };
+        let name = r.required(ctx, "name").and_then(|(n, p)| yaml::string(ctx, n, &p));
+        // `when: true` (the YAML boolean) or no `when` at all marks the catch-all.
+        let when = match r.get("when") {
+            None => Some(None),
+            Some((n, _)) if matches!(n.data, saphyr::YamlData::Value(saphyr::Scalar::Boolean(true))) => Some(None),
+            Some((n, p)) => yaml::sql(ctx, n, &p).map(|s| Some(s.value)),
+        };
+        r.finish(ctx);
+        if let (Some(name), Some(when)) = (name, when) {
+            rules.push(SegmentRule {
+                name: name.value,
+                when,
+                loc: loc(item),
+            });
+        }
+    }
+    let catch_all: Vec<usize> = rules.iter().enumerate().filter(|(_, r)| r.when.is_none()).map(|(i, _)| i).collect();
+    match catch_all.as_slice() {
+        [i] if *i + 1 == rules.len() => {}
+        [] if !rules.is_empty() => ctx.push(
+            Diagnostic::new(loc(node), path, "the last segment rule must be a catch-all")
+                .with_hint("end the list with `- { name: Others, when: true }` so every customer gets a segment"),
+        ),
+        [] => ctx.error(loc(node), path, "at least one segment rule is needed"),
+        _ => {
+            let first = rules[catch_all[0]].loc;
+            ctx.push(
+                Diagnostic::new(first, path, "only the last segment rule may be a catch-all")
+                    .with_hint("rules after a catch-all could never match"),
+            );
+        }
+    }
+    rules
+}
+
+fn rfm(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RfmSpec> {
+    let input = m.required(ctx, "input").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let customer = column(ctx, m, "customer", "customer_id");
+    let date = column(ctx, m, "date", "order_date");
+    let order_id = m.get("order_id").and_then(|(n, p)| yaml::name(ctx, n, &p)).map(|s| s.value);
+    let amount = column(ctx, m, "amount", "amount");
+    let frequency = match m.get("frequency") {
+        Some((n, p)) => yaml::choice(
+            ctx,
+            n,
+            &p,
+            &[("orders", FrequencyMeasure::Orders), ("purchase_days", FrequencyMeasure::PurchaseDays)],
+        )?,
+        None if order_id.is_some() => FrequencyMeasure::Orders,
+        None => FrequencyMeasure::PurchaseDays,
+    };
+    if frequency == FrequencyMeasure::Orders && order_id.is_none() {
+        ctx.push(
+            Diagnostic::new(m.loc, &m.path, "`frequency: orders` needs `order_id`")
+                .with_hint("name the order id column, or use `frequency: purchase_days`"),
+        );
+    }
+    let monetary = match m.get("monetary") {
+        Some((n, p)) => yaml::choice(ctx, n, &p, &[("sum", MonetaryMeasure::Sum), ("mean", MonetaryMeasure::Mean)])?,
+        None => MonetaryMeasure::Sum,
+    };
+    let (mut bins, mut method) = (5, ScoreMethod::Ntile);
+    if let Some((n, p)) = m.get("scores")
+        && let Some(mut s) = yaml::map(ctx, n, &p)
+    {
+        if let Some((n, p)) = s.get("bins") {
+            bins = yaml::integer(ctx, n, &p, 2..=10).map_or(5, |b| b as u32);
+        }
+        if let Some((n, p)) = s.get("method") {
+            method = yaml::choice(ctx, n, &p, &[("ntile", ScoreMethod::Ntile), ("quantile", ScoreMethod::Quantile)])
+                .unwrap_or(ScoreMethod::Ntile);
+        }
+        s.finish(ctx);
+    }
+    let lookback = m.get("lookback").and_then(|(n, p)| lookback(ctx, n, &p));
+    let reference_date = m.get("reference_date").and_then(|(n, p)| {
+        let text = yaml::string(ctx, n, &p)?;
+        let parsed = NaiveDate::parse_from_str(&text.value, "%Y-%m-%d").ok();
+        if parsed.is_none() {
+            ctx.error(text.loc, &p, format!("invalid date `{}`: expected YYYY-MM-DD", text.value));
+        }
+        parsed
+    });
+    let segments = m
+        .required(ctx, "segments")
+        .map(|(n, p)| segments(ctx, n, &p))
+        .unwrap_or_default();
+    Some(RfmSpec {
+        input: input?,
+        customer,
+        date,
+        order_id,
+        amount,
+        frequency,
+        monetary,
+        bins,
+        method,
+        lookback,
+        reference_date,
+        segments,
+    })
+}
+
+fn pareto(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<ParetoSpec> {
+    let input = m.required(ctx, "input").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let customer = column(ctx, m, "customer", "customer_id");
+    let value = m.required(ctx, "value").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let rest = column(ctx, m, "rest", "C");
+    let mut tiers = vec![("A".to_string(), 0.80), ("B".to_string(), 0.95)];
+    if let Some((n, p)) = m.get("tiers")
+        && let Some(mut t) = yaml::map(ctx, n, &p)
+    {
+        tiers.clear();
+        let mut previous = 0.0;
+        for (tier, node, tier_path) in t.named_entries() {
+            let Some(bound) = yaml::number(ctx, node, &tier_path) else {
+                continue;
+            };
+            if !(bound > previous && bound < 1.0) {
+                ctx.push(
+                    Diagnostic::new(loc(node), &tier_path, format!("tier bound {bound} must be above {previous} and below 1"))
+                        .with_hint("bounds are cumulative value shares in increasing order, e.g. `{ A: 0.80, B: 0.95 }`"),
+                );
+            }
+            previous = bound;
+            tiers.push((tier.value, bound));
+        }
+        if tiers.is_empty() {
+            ctx.error(t.loc, &p, "at least one tier is needed");
+        }
+    }
+    Some(ParetoSpec {
+        input: input?,
+        customer,
+        value: value?.value,
+        tiers,
+        rest,
+    })
+}
+
+fn output(
+    ctx: &mut Ctx<'_>,
+    name: Spanned<String>,
+    node: &Node<'_>,
+    path: &str,
+    output_dir: &str,
+    base_dir: &Path,
+) -> Option<Output> {
+    let mut m = yaml::map(ctx, node, path)?;
+    let from = m.required(ctx, "from").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let location = match m.get("path") {
+        Some((n, p)) => yaml::string(ctx, n, &p).map(|s| resolve_location(&s.value, base_dir))?,
+        None => format!("{}/{}", output_dir.trim_end_matches('/'), name.value),
+    };
+    let partition_by: Vec<String> = match m.get("partition_by") {
+        Some((n, p)) => {
+            let cols = yaml::names(ctx, n, &p).unwrap_or_default();
+            if cols.first().is_none_or(|c| c.value != "period") {
+                ctx.push(
+                    Diagnostic::new(loc(n), &p, "`partition_by` must start with `period`")
+                        .with_hint("a run replaces exactly its own period's partition; write `[period, ...]`"),
+                );
+            }
+            cols.into_iter().map(|c| c.value).collect()
+        }
+        None => vec!["period".to_string()],
+    };
+    let order_by = m
+        .get("order_by")
+        .and_then(|(n, p)| yaml::names(ctx, n, &p))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.value)
+        .collect();
+    let max_rows_per_file = m
+        .get("max_rows_per_file")
+        .and_then(|(n, p)| yaml::integer(ctx, n, &p, 1..=i64::from(u32::MAX)))
+        .map_or(1_000_000, |v| v as usize);
+    m.finish(ctx);
+    Some(Output {
+        name,
+        from: from?,
+        path: location,
+        partition_by,
+        order_by,
+        max_rows_per_file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_formats() {
+        assert_eq!(parse_bytes("4GiB"), Some(4 << 30));
+        assert_eq!(parse_bytes("512 MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("2GB"), Some(2_000_000_000));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(infer_format("/d/orders_*.csv"), Some(Format::Csv));
+        assert_eq!(infer_format("s3://b/x/part.PARQUET"), Some(Format::Parquet));
+        assert_eq!(infer_format("/d/dir/"), None);
+    }
+
+    #[test]
+    fn locations_resolve_against_the_pipeline_directory() {
+        let base = Path::new("/srv/pipelines");
+        assert_eq!(resolve_location("data/x.csv", base), "/srv/pipelines/data/x.csv");
+        assert_eq!(resolve_location("./x.csv", base), "/srv/pipelines/x.csv");
+        assert_eq!(resolve_location("/abs/x.csv", base), "/abs/x.csv");
+        assert_eq!(resolve_location("s3://b/k.csv", base), "s3://b/k.csv");
+    }
+}

@@ -1,0 +1,271 @@
+//! The typed pipeline: what the YAML means, after variables, defaults and validation.
+//!
+//! Execution code only ever sees these structs, never YAML.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+use crate::diagnostic::{Location, Spanned};
+use crate::period::Grain;
+
+/// A validated pipeline, ready to be compiled into DataFusion plans.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    pub grain: Grain,
+    /// Root for outputs without an explicit `path`, run manifests and (later) model artifacts.
+    pub output_dir: String,
+    pub engine: EngineOptions,
+    pub sources: Vec<Source>,
+    pub steps: Vec<Step>,
+    pub outputs: Vec<Output>,
+    /// Names of sources and steps in an order where every node comes after what it reads.
+    pub execution_order: Vec<String>,
+    /// The pipeline file, for messages and the manifest.
+    pub file: PathBuf,
+}
+
+impl Pipeline {
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name.value == name)
+    }
+
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name.value == name)
+    }
+}
+
+/// DataFusion session settings a pipeline may pin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Parallelism; defaults to the number of cores.
+    pub target_partitions: Option<usize>,
+    /// Memory pool size in bytes; beyond it, operators that can spill do.
+    pub memory_limit: Option<u64>,
+}
+
+/// File format of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Parquet,
+    JsonLines,
+}
+
+impl Format {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+            Format::JsonLines => "jsonl",
+        }
+    }
+}
+
+/// CSV dialect options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvOptions {
+    pub delimiter: u8,
+    pub quote: u8,
+    pub escape: Option<u8>,
+    /// Cell texts read as NULL in addition to the empty cell.
+    pub null_values: Vec<String>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            delimiter: b',',
+            quote: b'"',
+            escape: None,
+            null_values: Vec::new(),
+        }
+    }
+}
+
+/// A column type a pipeline can declare; money should be `decimal(p,s)` so sums are exact and
+/// reproducible across engines and runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Int32,
+    Int64,
+    Float64,
+    Boolean,
+    Date,
+    /// Microsecond timestamp, normalized to UTC.
+    Timestamp,
+    Decimal { precision: u8, scale: i8 },
+}
+
+impl std::fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ColumnType::String => f.write_str("string"),
+            ColumnType::Int32 => f.write_str("int32"),
+            ColumnType::Int64 => f.write_str("int64"),
+            ColumnType::Float64 => f.write_str("float64"),
+            ColumnType::Boolean => f.write_str("bool"),
+            ColumnType::Date => f.write_str("date"),
+            ColumnType::Timestamp => f.write_str("timestamp"),
+            ColumnType::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
+        }
+    }
+}
+
+/// One declared column of a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub data_type: ColumnType,
+    /// A required column must be present in every file and may not be NULL.
+    pub required: bool,
+    pub loc: Location,
+}
+
+/// An input: files (path, glob or URL) with a declared schema.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: Spanned<String>,
+    /// Absolute path, glob or URL (`file://`, later `s3://`…).
+    pub location: Spanned<String>,
+    pub format: Format,
+    pub csv: CsvOptions,
+    pub schema: Vec<ColumnSpec>,
+}
+
+/// A node of the pipeline's DAG that computes a table.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: Spanned<String>,
+    pub kind: StepKind,
+}
+
+impl Step {
+    /// Tables (sources or steps) this step reads.
+    pub fn inputs(&self) -> Vec<&Spanned<String>> {
+        match &self.kind {
+            StepKind::Sql(s) => s.reads.iter().collect(),
+            StepKind::Rfm(m) => vec![&m.input],
+            StepKind::Pareto(m) => vec![&m.input],
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            StepKind::Sql(_) => "sql",
+            StepKind::Rfm(_) => "rfm",
+            StepKind::Pareto(_) => "pareto",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Sql(SqlStep),
+    Rfm(RfmSpec),
+    Pareto(ParetoSpec),
+}
+
+/// A SQL query over sources and earlier steps.
+#[derive(Debug, Clone)]
+pub struct SqlStep {
+    pub sql: Spanned<String>,
+    /// Table names the query reads, found by parsing it (CTE names excluded).
+    pub reads: Vec<Spanned<String>>,
+}
+
+/// How RFM scores are assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreMethod {
+    /// Equal-size buckets by rank; ties broken by customer id so the result is deterministic.
+    Ntile,
+    /// Cut points on the values; equal values always share a score.
+    Quantile,
+}
+
+/// How F is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrequencyMeasure {
+    /// Distinct order ids.
+    Orders,
+    /// Distinct days with at least one order (for exports without order ids).
+    PurchaseDays,
+}
+
+/// How M aggregates order amounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonetaryMeasure {
+    Sum,
+    Mean,
+}
+
+/// An interval such as `3 years`, counted back from the reference date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lookback {
+    pub amount: u32,
+    pub unit: LookbackUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookbackUnit {
+    Days,
+    Months,
+    Years,
+}
+
+/// A named segment: the first rule whose `when` holds names the row; `when: None` is the
+/// mandatory catch-all and must come last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRule {
+    pub name: String,
+    pub when: Option<String>,
+    pub loc: Location,
+}
+
+/// Recency, frequency and monetary scores computed from an order table.
+#[derive(Debug, Clone)]
+pub struct RfmSpec {
+    pub input: Spanned<String>,
+    pub customer: String,
+    pub date: String,
+    pub order_id: Option<String>,
+    pub amount: String,
+    pub frequency: FrequencyMeasure,
+    pub monetary: MonetaryMeasure,
+    pub bins: u32,
+    pub method: ScoreMethod,
+    /// Only orders in `[reference_date - lookback, reference_date)` count; all before it if `None`.
+    pub lookback: Option<Lookback>,
+    /// Defaults to the period end.
+    pub reference_date: Option<NaiveDate>,
+    pub segments: Vec<SegmentRule>,
+}
+
+/// Pareto/ABC value tiers by cumulative share of value.
+#[derive(Debug, Clone)]
+pub struct ParetoSpec {
+    pub input: Spanned<String>,
+    pub customer: String,
+    pub value: String,
+    /// `(tier, upper bound of the cumulative share before the customer)`, increasing.
+    pub tiers: Vec<(String, f64)>,
+    /// The tier of everything past the last bound.
+    pub rest: String,
+}
+
+/// A table written as Parquet, one hive-style partition per period.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub name: Spanned<String>,
+    pub from: Spanned<String>,
+    /// Absolute path or URL of the table's root directory.
+    pub path: String,
+    /// Partition columns; always starts with `period`, which segflow adds.
+    pub partition_by: Vec<String>,
+    /// Row order inside each file; all columns when empty.
+    pub order_by: Vec<String>,
+    pub max_rows_per_file: usize,
+}

@@ -1,0 +1,198 @@
+//! Whole-document tests: a good pipeline decodes to the expected structs, a bad one reports
+//! every mistake at its own line and column.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::*;
+
+fn vars() -> Variables {
+    let mut v = BTreeMap::new();
+    v.insert("DATA_DIR".to_string(), "/data".to_string());
+    Variables::new("2025".parse().expect("period"), v)
+}
+
+const GOOD: &str = r#"
+pipeline: yearly_segmentation
+period: year
+output_dir: ${OUT_DIR:-out}
+sources:
+  customers:
+    path: ${DATA_DIR}/customers.csv
+    csv: { delimiter: ";" }
+    schema:
+      customer_id: { type: string, required: true }
+      postal_code: string
+  orders:
+    path: ${DATA_DIR}/orders/*.parquet
+    schema:
+      order_id: int64
+      customer_id: string
+      order_date: date
+      amount: decimal(18,2)
+steps:
+  - name: segments
+    sql: |
+      SELECT r.customer_id, r.segment, v.tier
+      FROM rfm r JOIN value_tier v USING (customer_id)
+  - name: rfm
+    model: rfm
+    input: orders
+    order_id: order_id
+    lookback: 3 years
+    scores: { bins: 5, method: quantile }
+    segments:
+      - { name: Champions, when: "r >= 4 AND f >= 4" }
+      - { name: Others, when: true }
+  - name: activity
+    sql: SELECT customer_id, sum(amount) AS revenue FROM orders WHERE order_date < ${period.end} GROUP BY 1
+  - name: value_tier
+    model: pareto
+    input: activity
+    value: revenue
+outputs:
+  customer_segments: { from: segments, order_by: [customer_id] }
+"#;
+
+#[test]
+fn decodes_a_complete_pipeline() {
+    let p = load_str(GOOD, Path::new("/srv/p/yearly.yaml"), &vars()).expect("valid pipeline");
+    assert_eq!(p.name, "yearly_segmentation");
+    assert_eq!(p.output_dir, "/srv/p/out");
+    let customers = p.source("customers").expect("customers");
+    assert_eq!(customers.location.value, "/data/customers.csv");
+    assert_eq!(customers.format, Format::Csv);
+    assert_eq!(customers.csv.delimiter, b';');
+    assert_eq!(customers.schema[0].name, "customer_id");
+    assert!(customers.schema[0].required);
+    assert_eq!(customers.schema[1].data_type, ColumnType::String);
+    let orders = p.source("orders").expect("orders");
+    assert_eq!(orders.format, Format::Parquet);
+    assert_eq!(orders.schema[3].data_type, ColumnType::Decimal { precision: 18, scale: 2 });
+    let StepKind::Sql(activity) = &p.step("activity").expect("activity").kind else {
+        panic!("activity is SQL");
+    };
+    assert!(activity.sql.value.contains("order_date < DATE '2026-01-01'"));
+    let StepKind::Rfm(rfm) = &p.step("rfm").expect("rfm").kind else {
+        panic!("rfm is a model");
+    };
+    assert_eq!(rfm.method, ScoreMethod::Quantile);
+    assert_eq!(rfm.frequency, FrequencyMeasure::Orders);
+    assert_eq!(rfm.lookback, Some(Lookback { amount: 3, unit: LookbackUnit::Years }));
+    assert_eq!(rfm.segments[1].when, None);
+    let StepKind::Pareto(tier) = &p.step("value_tier").expect("tier").kind else {
+        panic!("pareto");
+    };
+    assert_eq!(tier.tiers, vec![("A".to_string(), 0.8), ("B".to_string(), 0.95)]);
+    // Steps are declared out of order; execution follows the data.
+    assert_eq!(
+        p.execution_order,
+        vec!["customers", "orders", "rfm", "activity", "value_tier", "segments"]
+    );
+    let out = &p.outputs[0];
+    assert_eq!(out.path, "/srv/p/out/customer_segments");
+    assert_eq!(out.partition_by, vec!["period"]);
+}
+
+fn errors(text: &str) -> Vec<(usize, usize, String, String)> {
+    let err = load_str(text, Path::new("bad.yaml"), &vars()).expect_err("invalid");
+    err.diagnostics
+        .into_iter()
+        .map(|d| (d.loc.line, d.loc.col, d.key_path, format!("{} | {}", d.message, d.hint.unwrap_or_default())))
+        .collect()
+}
+
+#[test]
+fn reports_three_separate_mistakes_together() {
+    let text = "\
+pipeline: p
+period: year
+sources:
+  orders:
+    path: /d/orders.csv
+    schema:
+      amount: decimal(18,2)
+      customer_id: strng
+steps:
+  - name: rfm
+    model: rfm
+    input: ordres
+    segments:
+      - { name: All, when: true }
+outputs:
+  segments: { from: rfm, partiton_by: [period] }
+";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_eq!((errs[0].0, errs[0].1, errs[0].2.as_str()), (8, 20, "sources.orders.schema.customer_id"));
+    assert!(errs[0].3.contains("unknown column type `strng`") && errs[0].3.contains("did you mean `string`?"));
+    assert_eq!((errs[1].0, errs[1].1), (12, 12));
+    assert!(errs[1].3.contains("unknown source or step `ordres`") && errs[1].3.contains("`orders`"));
+    assert_eq!((errs[2].0, errs[2].1, errs[2].2.as_str()), (16, 26, "outputs.segments.partiton_by"));
+    assert!(errs[2].3.contains("did you mean `partition_by`?"));
+}
+
+#[test]
+fn reports_cycles_duplicates_and_missing_keys() {
+    let text = "\
+pipeline: p
+period: year
+sources:
+  a: { path: /d/a.csv, schema: { x: int64 } }
+steps:
+  - { name: b, sql: SELECT * FROM c }
+  - { name: c, sql: SELECT * FROM b }
+  - { name: a, sql: SELECT 1 }
+  - { name: d }
+outputs:
+  o: { from: b }
+";
+    let errs = errors(text);
+    let messages: Vec<&str> = errs.iter().map(|e| e.3.as_str()).collect();
+    assert!(messages.iter().any(|m| m.starts_with("step `b` is part of a dependency cycle")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.starts_with("step `c` is part of a dependency cycle")));
+    assert!(messages.iter().any(|m| m.starts_with("the name `a` is used twice")));
+    assert!(messages.iter().any(|m| m.starts_with("a step needs `sql` or `model`")));
+}
+
+#[test]
+fn reports_unset_variables_and_bad_sql_at_their_values() {
+    let text = "\
+pipeline: p
+period: year
+sources:
+  a: { path: '${MISSING:?point MISSING at the exports}/a.csv', schema: { x: int64 } }
+steps:
+  - name: b
+    sql: SELEC x FROM a
+outputs:
+  o: { from: b }
+";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!((errs[0].0, errs[0].2.as_str()), (4, "sources.a.path"));
+    assert!(errs[0].3.contains("point MISSING at the exports"));
+    assert_eq!((errs[1].0, errs[1].1, errs[1].2.as_str()), (7, 10, "steps[0].sql"));
+    assert!(errs[1].3.starts_with("invalid SQL"));
+}
+
+#[test]
+fn rejects_yaml_syntax_errors_with_position() {
+    let errs = errors("pipeline: p\nsources: [a\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].3.starts_with("invalid YAML"), "{errs:?}");
+    let errs = errors("pipeline: p\npipeline: q\n");
+    assert!(errs[0].3.starts_with("invalid YAML"), "{errs:?}");
+}
+
+#[test]
+fn period_grain_must_match_the_pipeline() {
+    let monthly = Variables::new("2025-11".parse().expect("period"), BTreeMap::new());
+    let err = load_str(
+        "pipeline: p\nperiod: year\nsources: {}\nsteps: []\noutputs: {}\n",
+        Path::new("p.yaml"),
+        &monthly,
+    )
+    .expect_err("grain mismatch");
+    assert!(err.to_string().contains("runs per year, but period `2025-11` is a month"));
+}

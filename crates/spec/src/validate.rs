@@ -1,0 +1,145 @@
+//! Cross-reference checks: names, inputs, the DAG and its execution order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::decode::Decoded;
+use crate::diagnostic::{Diagnostic, Location, Spanned, did_you_mean};
+use crate::pipeline::{Step, StepKind};
+use crate::sql_refs;
+use crate::yaml::Ctx;
+
+/// Table names must work unquoted in SQL and as directory names.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn check_identifier(ctx: &mut Ctx<'_>, name: &Spanned<String>, path: &str) {
+    if !is_identifier(&name.value) {
+        ctx.push(
+            Diagnostic::new(name.loc, path, format!("invalid name `{}`", name.value)).with_hint(
+                "names are lowercase letters, digits and `_`, starting with a letter, e.g. `customer_segments`",
+            ),
+        );
+    }
+}
+
+/// Fills in the tables each SQL step reads and checks them, then checks every other reference.
+/// Returns the execution order when the graph is sound.
+pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
+    let mut defined: BTreeMap<String, Location> = BTreeMap::new();
+    let named = doc
+        .sources
+        .iter()
+        .map(|s| (&s.name, "sources"))
+        .chain(doc.steps.iter().map(|s| (&s.name, "steps")));
+    for (name, section) in named {
+        check_identifier(ctx, name, section);
+        if let Some(first) = defined.get(&name.value) {
+            ctx.push(
+                Diagnostic::new(name.loc, section, format!("the name `{}` is used twice", name.value))
+                    .with_hint(format!("first defined at line {}; sources and steps share one namespace", first.line)),
+            );
+        } else {
+            defined.insert(name.value.clone(), name.loc);
+        }
+    }
+
+    for (i, step) in doc.steps.iter_mut().enumerate() {
+        let path = format!("steps[{i}]");
+        match &mut step.kind {
+            StepKind::Sql(s) => match sql_refs::table_references(&s.sql.value) {
+                Ok(tables) => s.reads = tables.into_iter().map(|t| Spanned::new(t, s.sql.loc)).collect(),
+                Err(e) => ctx.error(s.sql.loc, &format!("{path}.sql"), format!("invalid SQL: {}", e.message)),
+            },
+            StepKind::Rfm(m) => {
+                for rule in &m.segments {
+                    if let Some(when) = &rule.when
+                        && let Err(e) = sql_refs::check_expression(when)
+                    {
+                        ctx.error(rule.loc, &format!("{path}.segments"), format!("invalid `when` expression for `{}`: {}", rule.name, e.message));
+                    }
+                }
+            }
+            StepKind::Pareto(_) => {}
+        }
+    }
+
+    for (i, step) in doc.steps.iter().enumerate() {
+        for input in step.inputs() {
+            if input.value == step.name.value {
+                ctx.error(input.loc, &format!("steps[{i}]"), format!("step `{}` reads itself", step.name.value));
+            } else if !defined.contains_key(&input.value) {
+                unknown_table(ctx, input, &format!("steps[{i}]"), &defined);
+            }
+        }
+    }
+    let mut seen_paths = BTreeMap::new();
+    for out in &doc.outputs {
+        check_identifier(ctx, &out.name, "outputs");
+        if !defined.contains_key(&out.from.value) {
+            unknown_table(ctx, &out.from, &format!("outputs.{}.from", out.name.value), &defined);
+        }
+        if let Some(other) = seen_paths.insert(out.path.clone(), out.name.value.clone()) {
+            ctx.error(out.name.loc, &format!("outputs.{}", out.name.value), format!("writes to the same path as output `{other}`"));
+        }
+    }
+    execution_order(ctx, doc)
+}
+
+fn unknown_table(ctx: &mut Ctx<'_>, name: &Spanned<String>, path: &str, defined: &BTreeMap<String, Location>) {
+    let hint = did_you_mean(&name.value, defined.keys().map(String::as_str)).unwrap_or_else(|| {
+        format!(
+            "known sources and steps: {}",
+            defined.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    });
+    ctx.push(Diagnostic::new(name.loc, path, format!("unknown source or step `{}`", name.value)).with_hint(hint));
+}
+
+/// Kahn's algorithm, taking ready nodes in declaration order so the order is stable; the nodes
+/// left over form cycles and are reported.
+fn execution_order(ctx: &mut Ctx<'_>, doc: &Decoded) -> Vec<String> {
+    let mut order: Vec<String> = doc.sources.iter().map(|s| s.name.value.clone()).collect();
+    let mut done: BTreeSet<String> = order.iter().cloned().collect();
+    let mut pending: Vec<&Step> = doc.steps.iter().collect();
+    loop {
+        let ready = pending.iter().position(|s| {
+            s.inputs()
+                .iter()
+                .all(|i| done.contains(&i.value) || !doc.steps.iter().any(|t| t.name.value == i.value))
+        });
+        match ready {
+            Some(i) => {
+                let step = pending.remove(i);
+                done.insert(step.name.value.clone());
+                order.push(step.name.value.clone());
+            }
+            None => break,
+        }
+    }
+    if !pending.is_empty() {
+        let names: Vec<&str> = pending.iter().map(|s| s.name.value.as_str()).collect();
+        for step in &pending {
+            ctx.push(
+                Diagnostic::new(step.name.loc, "steps", format!("step `{}` is part of a dependency cycle", step.name.value))
+                    .with_hint(format!("these steps read each other: {}", names.join(" → "))),
+            );
+        }
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("customer_segments2"));
+        assert!(!is_identifier("Customer"));
+        assert!(!is_identifier("2x"));
+        assert!(!is_identifier("a-b"));
+    }
+}

@@ -1,0 +1,203 @@
+//! `${VAR}`, `${VAR:-default}`, `${VAR:?message}` and the period variables.
+//!
+//! Variables are expanded in string values after YAML parsing, so a value containing YAML
+//! syntax cannot change the document's structure, and errors point at the value's line.
+
+use std::collections::BTreeMap;
+
+use crate::period::Period;
+
+/// Where a string is used decides how a period variable is written into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Paths and other text: `${period.start}` → `2025-01-01`.
+    Text,
+    /// SQL: `${period.start}` → `DATE '2025-01-01'`, `${period}` → `'2025'`, so that
+    /// `order_date < ${period.end}` is a typed comparison, not a string one.
+    Sql,
+}
+
+/// Why a variable could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+const PERIOD_VARS: [&str; 4] = ["period", "period.start", "period.end", "period.prev"];
+
+/// The values `${...}` can refer to: `--var` overrides, then the environment, then the period.
+#[derive(Debug, Clone)]
+pub struct Variables {
+    overrides: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+    period: Period,
+}
+
+impl Variables {
+    /// Variables from explicit overrides and the process environment.
+    pub fn from_env(period: Period, overrides: BTreeMap<String, String>) -> Self {
+        Self {
+            overrides,
+            env: std::env::vars().collect(),
+            period,
+        }
+    }
+
+    /// Variables from explicit values only (tests, embedding).
+    pub fn new(period: Period, values: BTreeMap<String, String>) -> Self {
+        Self {
+            overrides: values,
+            env: BTreeMap::new(),
+            period,
+        }
+    }
+
+    pub fn period(&self) -> Period {
+        self.period
+    }
+
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.overrides
+            .get(name)
+            .or_else(|| self.env.get(name))
+            .map(String::as_str)
+    }
+
+    fn period_value(&self, name: &str, mode: Mode) -> Option<String> {
+        let p = self.period;
+        let (text, is_date) = match name {
+            "period" => (p.to_string(), false),
+            "period.start" => (p.start().to_string(), true),
+            "period.end" => (p.end().to_string(), true),
+            "period.prev" => (p.prev().to_string(), false),
+            _ => return None,
+        };
+        Some(match (mode, is_date) {
+            (Mode::Text, _) => text,
+            (Mode::Sql, true) => format!("DATE '{text}'"),
+            (Mode::Sql, false) => format!("'{text}'"),
+        })
+    }
+
+    /// Expands every `${...}` in `input`; `$${` writes a literal `${`.
+    pub fn interpolate(&self, input: &str, mode: Mode) -> Result<String, VarError> {
+        let mut out = String::with_capacity(input.len());
+        let mut rest = input;
+        while let Some(pos) = rest.find('$') {
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 1..];
+            if let Some(tail) = after.strip_prefix("${") {
+                out.push_str("${");
+                rest = tail;
+                continue;
+            }
+            let Some(body_start) = after.strip_prefix('{') else {
+                out.push('$');
+                rest = after;
+                continue;
+            };
+            let Some(close) = body_start.find('}') else {
+                return Err(VarError {
+                    message: format!("unterminated variable reference `${{{body_start}`"),
+                    hint: Some("close it with `}`, or write `$${` for a literal `${`".into()),
+                });
+            };
+            out.push_str(&self.expand(&body_start[..close], mode)?);
+            rest = &body_start[close + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn expand(&self, body: &str, mode: Mode) -> Result<String, VarError> {
+        let (name, op) = match body.find([':']) {
+            Some(i) => (&body[..i], Some(&body[i + 1..])),
+            None => (body, None),
+        };
+        if !is_var_name(name) {
+            return Err(VarError {
+                message: format!("invalid variable name `{name}`"),
+                hint: Some("names are letters, digits, `_` and `.`, e.g. `${DATA_DIR}`".into()),
+            });
+        }
+        if name == "period" || name.starts_with("period.") {
+            return self.period_value(name, mode).ok_or_else(|| VarError {
+                message: format!("unknown period variable `{name}`"),
+                hint: Some(
+                    crate::diagnostic::did_you_mean(name, PERIOD_VARS)
+                        .unwrap_or_else(|| format!("expected one of: {}", PERIOD_VARS.join(", "))),
+                ),
+            });
+        }
+        let value = self.lookup(name).filter(|v| !v.is_empty());
+        match (value, op) {
+            (Some(v), _) => Ok(v.to_string()),
+            (None, Some(default)) if default.starts_with('-') => Ok(default[1..].to_string()),
+            (None, Some(message)) if message.starts_with('?') => Err(VarError {
+                message: format!("variable `{name}` is not set: {}", &message[1..]),
+                hint: None,
+            }),
+            (None, Some(other)) => Err(VarError {
+                message: format!("invalid variable modifier `:{other}` on `{name}`"),
+                hint: Some("use `${NAME:-default}` or `${NAME:?message}`".into()),
+            }),
+            (None, None) => Err(VarError {
+                message: format!("variable `{name}` is not set"),
+                hint: Some(format!(
+                    "set it in the environment, pass `--var {name}=...`, or give a default: `${{{name}:-...}}`"
+                )),
+            }),
+        }
+    }
+}
+
+fn is_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Variables {
+        let mut values = BTreeMap::new();
+        values.insert("DATA_DIR".to_string(), "/data".to_string());
+        values.insert("EMPTY".to_string(), String::new());
+        Variables::new("2025".parse().expect("period"), values)
+    }
+
+    #[test]
+    fn expands_plain_default_and_escaped() {
+        let v = vars();
+        assert_eq!(v.interpolate("${DATA_DIR}/x.csv", Mode::Text).expect("ok"), "/data/x.csv");
+        assert_eq!(v.interpolate("${NOPE:-out}", Mode::Text).expect("ok"), "out");
+        assert_eq!(v.interpolate("${EMPTY:-dflt}", Mode::Text).expect("ok"), "dflt");
+        assert_eq!(v.interpolate("cost $5 $${X}", Mode::Text).expect("ok"), "cost $5 ${X}");
+    }
+
+    #[test]
+    fn period_variables_are_typed_in_sql() {
+        let v = vars();
+        assert_eq!(
+            v.interpolate("d < ${period.end} AND p = ${period} AND q = ${period.prev}", Mode::Sql)
+                .expect("ok"),
+            "d < DATE '2026-01-01' AND p = '2025' AND q = '2024'"
+        );
+        assert_eq!(v.interpolate("${period.start}", Mode::Text).expect("ok"), "2025-01-01");
+    }
+
+    #[test]
+    fn reports_missing_required_and_unknown() {
+        let v = vars();
+        let e = v.interpolate("${NOPE:?set NOPE to the export dir}", Mode::Text).expect_err("err");
+        assert_eq!(e.message, "variable `NOPE` is not set: set NOPE to the export dir");
+        let e = v.interpolate("${NOPE}", Mode::Text).expect_err("err");
+        assert!(e.hint.expect("hint").contains("--var NOPE="));
+        let e = v.interpolate("${period.ende}", Mode::Text).expect_err("err");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `period.end`?"));
+        assert!(v.interpolate("${DATA_DIR", Mode::Text).is_err());
+    }
+}
