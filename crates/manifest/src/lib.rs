@@ -1,0 +1,127 @@
+//! The run manifest: one JSON document per run, successful or not, that lets an auditor check
+//! what was computed from what — every input file with its checksum, rows in and out of every
+//! step, every output file with its checksum, the model definitions used, timings and status.
+//!
+//! Written to `<output_dir>/runs/<run_id>/manifest.json`. Field names are part of segflow's
+//! interface: add fields, never rename them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a field changes meaning.
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub run_id: String,
+    pub pipeline: PipelineInfo,
+    pub segflow_version: String,
+    /// Command-line arguments as given (values of `--var` included; secrets belong in the
+    /// environment, which is not recorded).
+    pub arguments: Vec<String>,
+    pub period: PeriodInfo,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: RunStatus,
+    /// Set when the run failed: the error as shown to the user.
+    pub error: Option<String>,
+    pub inputs: Vec<InputRecord>,
+    pub steps: Vec<StepRecord>,
+    pub outputs: Vec<OutputRecord>,
+    pub checks: Vec<CheckRecord>,
+    /// Seconds spent per phase (`extract`, `transform`, `write`, `commit`).
+    pub timings: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineInfo {
+    pub name: String,
+    pub file: String,
+    /// SHA-256 of the pipeline file's bytes.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodInfo {
+    pub label: String,
+    pub grain: String,
+    /// First day of the period.
+    pub start: String,
+    /// First day after the period.
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    /// A data check with severity `error` failed; nothing was committed.
+    ChecksFailed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRecord {
+    pub source: String,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub rows: u64,
+}
+
+/// One source or step. For sources `rows_read = rows_written + rows_rejected` always holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    /// `source`, `sql`, `rfm`, `pareto`.
+    pub kind: String,
+    /// Rows of each table the step read (for sources: the files).
+    pub inputs: BTreeMap<String, u64>,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+    pub seconds: f64,
+    /// The definitions a model used (reference date, bins, method, tier bounds, rules…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    pub output: String,
+    pub from: String,
+    /// Root directory of the table.
+    pub path: String,
+    pub rows: u64,
+    pub files: Vec<OutputFile>,
+    pub committed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Relative to the output's root, e.g. `period=2025/part-00000.parquet`.
+    pub path: String,
+    pub rows: u64,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    pub name: String,
+    pub target: String,
+    pub severity: String,
+    pub passed: bool,
+    pub failing_rows: u64,
+    pub message: String,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs of strings and numbers cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,13 @@
+//! Segmentation models, compiled to SQL that DataFusion plans and runs in batches.
+//!
+//! A model turns its typed spec (from `segflow-spec`) and the name of its input table into one
+//! `SELECT`. SQL keeps the models readable next to their definitions in DESIGN.md §3 and lets
+//! `segflow explain` show the real plans.
+
+mod pareto;
+mod rfm;
+mod sql;
+
+pub use pareto::pareto_sql;
+pub use rfm::rfm_sql;
+pub use sql::{quote_ident, quote_literal};

@@ -1,0 +1,16 @@
+//! Outputs: hive-partitioned Parquet that BI tools read as they are, written so that
+//! - the same rows give byte-identical files (fixed names, fixed writer settings, rows written
+//!   in fixed-size slices so page boundaries never depend on how batches arrived);
+//! - a run replaces exactly its own `period=…` directory, atomically: files are staged in a
+//!   hidden directory beside the table and moved into place only after every output of the run
+//!   was written, so a failed run leaves the previous output as it was.
+
+mod commit;
+mod error;
+mod partition;
+mod write;
+
+pub use commit::{StagedTable, discard, stage_dir};
+pub use error::SinkError;
+pub use partition::{escape_partition_value, partition_dir};
+pub use write::{WrittenFile, write_table};

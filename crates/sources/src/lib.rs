@@ -1,0 +1,17 @@
+//! Extract: find a source's files, fingerprint them, and read them with the declared schema.
+//!
+//! Everything goes through `object_store` (DataFusion's own file access), so a source at
+//! `/data/x.csv`, `file:///data/x.csv` or, once a store is registered, `s3://bucket/x.csv`
+//! is read the same way. Each file is read on its own so errors and row counts name the file.
+
+mod checksum;
+mod error;
+mod location;
+mod read;
+mod schema;
+
+pub use checksum::sha256_of;
+pub use error::SourceError;
+pub use location::{InputFile, list_files};
+pub use read::{LoadedSource, load, scan};
+pub use schema::arrow_type;

@@ -1,0 +1,248 @@
+//! Reading a source's files into typed tables.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Expr, cast};
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
+use object_store::ObjectStoreExt;
+use segflow_spec::{Format, Source};
+
+use crate::error::SourceError;
+use crate::location::InputFile;
+use crate::schema::{arrow_type, match_columns};
+
+/// A source read into memory, with what the manifest needs to know about it.
+#[derive(Debug)]
+pub struct LoadedSource {
+    pub table: Arc<MemTable>,
+    /// Rows per input file, in the order of the files given.
+    pub rows_per_file: Vec<usize>,
+    /// NULL count per declared column, in declaration order.
+    pub null_counts: Vec<usize>,
+}
+
+impl LoadedSource {
+    pub fn rows(&self) -> usize {
+        self.rows_per_file.iter().sum()
+    }
+}
+
+fn read_error(source: &Source, file: &InputFile, error: DataFusionError) -> SourceError {
+    SourceError::Read {
+        source_name: source.name.value.clone(),
+        file: file.url.clone(),
+        error: Box::new(error),
+    }
+}
+
+/// The declared schema, in declaration order: what every reader of the source sees.
+fn declared_schema(source: &Source) -> Schema {
+    Schema::new(
+        source
+            .schema
+            .iter()
+            .map(|c| Field::new(&c.name, arrow_type(c.data_type), true))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The first record of a CSV file, read with the source's dialect from the file's first bytes.
+async fn csv_header(source: &Source, file: &InputFile) -> Result<Vec<String>, SourceError> {
+    let io = |error| SourceError::Io {
+        source_name: source.name.value.clone(),
+        file: file.url.clone(),
+        error,
+    };
+    let mut len = 64 * 1024;
+    loop {
+        let end = len.min(file.size);
+        let bytes = file
+            .store
+            .get_range(&file.path, 0..end)
+            .await
+            .map_err(io)?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .delimiter(source.csv.delimiter)
+            .quote(source.csv.quote)
+            .escape(source.csv.escape)
+            .from_reader(bytes.as_ref());
+        let mut record = csv::StringRecord::new();
+        let complete = matches!(reader.read_record(&mut record), Ok(true))
+            && (reader.position().byte() < end || end == file.size);
+        if complete {
+            return Ok(record.iter().map(str::to_string).collect());
+        }
+        if end == file.size {
+            return Err(SourceError::EmptyFile {
+                source_name: source.name.value.clone(),
+                file: file.url.clone(),
+            });
+        }
+        len *= 4;
+    }
+}
+
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+/// A lazy DataFrame over one file, with exactly the declared columns, names and types.
+async fn scan_file(ctx: &SessionContext, source: &Source, file: &InputFile) -> Result<DataFrame, SourceError> {
+    let err = |e| read_error(source, file, e);
+    let declared = &source.schema;
+    match source.format {
+        Format::Csv => {
+            // DataFusion maps CSV columns by position, so the file schema follows the header's
+            // order; columns are then selected by declared name.
+            let header = csv_header(source, file).await?;
+            let matched = match_columns(&source.name.value, &file.url, &header, declared)?;
+            let fields: Vec<Field> = matched
+                .iter()
+                .enumerate()
+                .map(|(i, m)| match m {
+                    Some(c) => Field::new(&c.name, arrow_type(c.data_type), true),
+                    None => Field::new(format!("__undeclared_{i}"), DataType::Utf8, true),
+                })
+                .collect();
+            let file_schema = Schema::new(fields);
+            let null_regex = (!source.csv.null_values.is_empty()).then(|| {
+                let alternatives: Vec<String> = source.csv.null_values.iter().map(|v| regex_escape(v)).collect();
+                format!("^(|{})$", alternatives.join("|"))
+            });
+            let options = CsvReadOptions {
+                has_header: true,
+                delimiter: source.csv.delimiter,
+                quote: source.csv.quote,
+                escape: source.csv.escape,
+                newlines_in_values: true,
+                schema: Some(&file_schema),
+                file_extension: "",
+                null_regex,
+                ..CsvReadOptions::default()
+            };
+            let df = ctx.read_csv(file.url.as_str(), options).await.map_err(err)?;
+            df.select(declared.iter().map(|c| column(&c.name)).collect::<Vec<_>>())
+                .map_err(err)
+        }
+        Format::Parquet => {
+            let options = ParquetReadOptions {
+                file_extension: "",
+                ..ParquetReadOptions::default()
+            };
+            let df = ctx.read_parquet(file.url.as_str(), options).await.map_err(err)?;
+            select_declared(source, file, df)
+        }
+        Format::JsonLines => {
+            let schema = declared_schema(source);
+            let options = JsonReadOptions {
+                schema: Some(&schema),
+                file_extension: "",
+                ..JsonReadOptions::default()
+            };
+            let df = ctx.read_json(file.url.as_str(), options).await.map_err(err)?;
+            select_declared(source, file, df)
+        }
+    }
+}
+
+/// Self-describing files (Parquet): find each declared column by name and cast it to the
+/// declared type, so a source has the same schema whatever wrote the file.
+fn select_declared(source: &Source, file: &InputFile, df: DataFrame) -> Result<DataFrame, SourceError> {
+    let names: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let matched = match_columns(&source.name.value, &file.url, &names, &source.schema)?;
+    let exprs: Vec<Expr> = source
+        .schema
+        .iter()
+        .map(|c| {
+            let i = matched
+                .iter()
+                .position(|m| m.is_some_and(|m| m.name == c.name))
+                .unwrap_or_default();
+            cast(column(&names[i]), arrow_type(c.data_type)).alias(&c.name)
+        })
+        .collect();
+    df.select(exprs).map_err(|e| read_error(source, file, e))
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+/// A lazy view of the whole source (all files), for `explain`: nothing is read.
+pub async fn scan(ctx: &SessionContext, source: &Source, files: &[InputFile]) -> Result<DataFrame, SourceError> {
+    let mut frames = Vec::with_capacity(files.len());
+    for file in files {
+        frames.push(scan_file(ctx, source, file).await?);
+    }
+    let mut iter = frames.into_iter();
+    let first = iter.next().ok_or_else(|| SourceError::NoFiles {
+        source_name: source.name.value.clone(),
+        location: source.location.value.clone(),
+    })?;
+    iter.try_fold(first, |acc, df| {
+        acc.union(df).map_err(|e| SourceError::Read {
+            source_name: source.name.value.clone(),
+            file: source.location.value.clone(),
+            error: Box::new(e),
+        })
+    })
+}
+
+/// Reads every file of a source into memory, file by file so errors and counts name the file.
+pub async fn load(ctx: &SessionContext, source: &Source, files: &[InputFile]) -> Result<LoadedSource, SourceError> {
+    let schema = Arc::new(declared_schema(source));
+    let mut partitions: Vec<Vec<RecordBatch>> = Vec::new();
+    let mut rows_per_file = Vec::with_capacity(files.len());
+    let mut null_counts = vec![0; source.schema.len()];
+    for file in files {
+        let df = scan_file(ctx, source, file).await?;
+        let parts = df.collect_partitioned().await.map_err(|e| read_error(source, file, e))?;
+        let mut rows = 0;
+        for batch in parts.iter().flatten() {
+            rows += batch.num_rows();
+            for (count, col) in null_counts.iter_mut().zip(batch.columns()) {
+                *count += col.null_count();
+            }
+        }
+        rows_per_file.push(rows);
+        for part in parts {
+            // Re-label batches with the declared schema (identical fields; the nullability of
+            // a CAST may differ), so the MemTable has one schema.
+            let batches = part
+                .into_iter()
+                .filter(|b| b.num_rows() > 0)
+                .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| read_error(source, file, e.into()))?;
+            if !batches.is_empty() {
+                partitions.push(batches);
+            }
+        }
+    }
+    if partitions.is_empty() {
+        partitions.push(Vec::new());
+    }
+    let table = MemTable::try_new(schema, partitions).map_err(|e| SourceError::Read {
+        source_name: source.name.value.clone(),
+        file: source.location.value.clone(),
+        error: Box::new(e),
+    })?;
+    Ok(LoadedSource {
+        table: Arc::new(table),
+        rows_per_file,
+        null_counts,
+    })
+}
