@@ -1,1 +1,17 @@
+//! The engine: compiles a validated pipeline into DataFusion plans and runs it.
+//!
+//! A run is: extract (every source read with its declared schema, fingerprinted and counted),
+//! transform (each step planned by DataFusion and materialized once, in DAG order, so every
+//! consumer sees the same rows and the manifest gets exact counts), write (sorted, deterministic
+//! Parquet into staging), commit (atomic per period). The manifest records all of it, for
+//! failed runs too.
 
+mod compile;
+mod error;
+mod plan;
+mod run;
+mod session;
+
+pub use error::{RunError, exit};
+pub use plan::{PlanFile, PlanNode, PlanOutput, PlanReport, StepExplanation, explain, plan};
+pub use run::{RunOutcome, RunRequest, run};

@@ -1,0 +1,434 @@
+//! One run: extract → transform → write (staged) → commit, recorded in the manifest whatever
+//! happens.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::Column;
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Expr, SortExpr, cast};
+use futures::{StreamExt, TryStreamExt};
+use segflow_manifest::{
+    CheckRecord, InputRecord, MANIFEST_VERSION, Manifest, OutputFile, OutputRecord, PeriodInfo,
+    PipelineInfo, RunStatus, StepRecord,
+};
+use segflow_sinks::{StagedTable, partition_dir, write_table};
+use segflow_spec::{Output, Period, Pipeline, Source};
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use crate::compile::{compile_step, model_parameters};
+use crate::error::RunError;
+use crate::session::session;
+
+/// What the caller knows about the invocation, for the manifest.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub period: Period,
+    /// SHA-256 of the pipeline file's bytes.
+    pub pipeline_sha256: String,
+    pub arguments: Vec<String>,
+}
+
+/// The result of a run: its manifest (always written) and the error, if it failed.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub manifest: Manifest,
+    pub manifest_path: PathBuf,
+    pub error: Option<RunError>,
+}
+
+/// Turns `file:///x` or `/x` into a local path; other schemes cannot be written yet.
+pub(crate) fn local_path(what: &'static str, location: &str) -> Result<PathBuf, RunError> {
+    if let Some(rest) = location.strip_prefix("file://") {
+        return Ok(PathBuf::from(rest));
+    }
+    if location.contains("://") {
+        return Err(RunError::UnsupportedLocation {
+            what,
+            location: location.to_string(),
+        });
+    }
+    Ok(PathBuf::from(location))
+}
+
+/// Sortable, unique and readable: `20261123T184000Z-2025-3f9a1c`.
+fn new_run_id(period: Period) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    format!(
+        "{}-{period}-{:06x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        h.finish() & 0xff_ffff
+    )
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Runs `pipeline` for `request.period`. Never panics on bad data; the manifest is written
+/// for failed runs too (to `<output_dir>/runs/<run_id>/manifest.json`).
+pub async fn run(pipeline: &Pipeline, request: &RunRequest) -> RunOutcome {
+    let period = request.period;
+    let run_id = new_run_id(period);
+    let mut manifest = Manifest {
+        manifest_version: MANIFEST_VERSION,
+        run_id: run_id.clone(),
+        pipeline: PipelineInfo {
+            name: pipeline.name.clone(),
+            file: pipeline.file.display().to_string(),
+            sha256: request.pipeline_sha256.clone(),
+        },
+        segflow_version: env!("CARGO_PKG_VERSION").to_string(),
+        arguments: request.arguments.clone(),
+        period: PeriodInfo {
+            label: period.to_string(),
+            grain: period.grain().to_string(),
+            start: period.start().to_string(),
+            end: period.end().to_string(),
+        },
+        started_at: now(),
+        finished_at: None,
+        status: RunStatus::Running,
+        error: None,
+        inputs: Vec::new(),
+        steps: Vec::new(),
+        outputs: Vec::new(),
+        checks: Vec::new(),
+        timings: BTreeMap::new(),
+    };
+    let result = execute(pipeline, request, &run_id, &mut manifest).await;
+    if result.is_err() {
+        for output in &pipeline.outputs {
+            // Best effort: a leftover hidden staging directory is harmless to readers.
+            if let Ok(root) = local_path("output", &output.path) {
+                let _ = segflow_sinks::discard(&root, &run_id);
+            }
+        }
+    }
+    manifest.status = match &result {
+        Ok(()) => RunStatus::Succeeded,
+        Err(RunError::ChecksFailed { .. }) => RunStatus::ChecksFailed,
+        Err(_) => RunStatus::Failed,
+    };
+    manifest.error = result.as_ref().err().map(ToString::to_string);
+    manifest.finished_at = Some(now());
+    let manifest_path = match write_manifest(pipeline, &manifest) {
+        Ok(p) => p,
+        Err((p, e)) => {
+            return RunOutcome {
+                manifest,
+                manifest_path: p,
+                error: Some(result.err().unwrap_or(e)),
+            };
+        }
+    };
+    RunOutcome {
+        manifest,
+        manifest_path,
+        error: result.err(),
+    }
+}
+
+fn write_manifest(pipeline: &Pipeline, manifest: &Manifest) -> Result<PathBuf, (PathBuf, RunError)> {
+    let dir = local_path("output_dir", &pipeline.output_dir)
+        .map_err(|e| (PathBuf::new(), e))?
+        .join("runs")
+        .join(&manifest.run_id);
+    let path = dir.join("manifest.json");
+    let io = |source| {
+        (
+            path.clone(),
+            RunError::Manifest {
+                path: path.display().to_string(),
+                source,
+            },
+        )
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let tmp = dir.join(".manifest.json.tmp");
+    std::fs::write(&tmp, manifest.to_json()).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(path)
+}
+
+async fn execute(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    run_id: &str,
+    manifest: &mut Manifest,
+) -> Result<(), RunError> {
+    let ctx = session(&pipeline.engine)?;
+    let mut rows: BTreeMap<String, u64> = BTreeMap::new();
+
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for source in &pipeline.sources {
+        extract(&ctx, source, manifest, &mut rows, &mut failures).await?;
+    }
+    manifest.timings.insert("extract".into(), started.elapsed().as_secs_f64());
+    if !failures.is_empty() {
+        return Err(RunError::ChecksFailed { failures });
+    }
+
+    let started = Instant::now();
+    for name in &pipeline.execution_order {
+        let Some(step) = pipeline.step(name) else {
+            continue;
+        };
+        let step_started = Instant::now();
+        let df = compile_step(&ctx, step, request.period).await?;
+        let step_err = |e| RunError::Step {
+            step: name.clone(),
+            source: Box::new(e),
+        };
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let partitions = df.collect_partitioned().await.map_err(step_err)?;
+        let written: usize = partitions.iter().flatten().map(RecordBatch::num_rows).sum();
+        let table = MemTable::try_new(schema, partitions).map_err(step_err)?;
+        ctx.register_table(name.as_str(), Arc::new(table)).map_err(step_err)?;
+        let inputs: BTreeMap<String, u64> = step
+            .inputs()
+            .iter()
+            .map(|i| (i.value.clone(), rows.get(&i.value).copied().unwrap_or(0)))
+            .collect();
+        info!(step = %name, kind = step.kind_name(), rows = written, seconds = step_started.elapsed().as_secs_f64(), "step done");
+        manifest.steps.push(StepRecord {
+            name: name.clone(),
+            kind: step.kind_name().into(),
+            rows_read: inputs.values().sum(),
+            inputs,
+            rows_written: written as u64,
+            rows_rejected: 0,
+            seconds: step_started.elapsed().as_secs_f64(),
+            parameters: model_parameters(step, request.period),
+        });
+        rows.insert(name.clone(), written as u64);
+    }
+    manifest.timings.insert("transform".into(), started.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    let metadata = file_metadata(pipeline, request, manifest);
+    let mut staged = Vec::with_capacity(pipeline.outputs.len());
+    for output in &pipeline.outputs {
+        let table = stage_output(&ctx, output, request.period, run_id, &metadata).await?;
+        manifest.outputs.push(OutputRecord {
+            output: output.name.value.clone(),
+            from: output.from.value.clone(),
+            path: output.path.clone(),
+            rows: table.files.iter().map(|f| f.rows).sum(),
+            files: table
+                .files
+                .iter()
+                .map(|f| OutputFile {
+                    path: format!("{}/{}", table.period_dir, f.relative_path),
+                    rows: f.rows,
+                    size: f.size,
+                    sha256: f.sha256.clone(),
+                })
+                .collect(),
+            committed: false,
+        });
+        staged.push(table);
+    }
+    manifest.timings.insert("write".into(), started.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    for (table, record) in staged.iter().zip(manifest.outputs.iter_mut()) {
+        table.commit()?;
+        record.committed = true;
+    }
+    manifest.timings.insert("commit".into(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn extract(
+    ctx: &SessionContext,
+    source: &Source,
+    manifest: &mut Manifest,
+    rows: &mut BTreeMap<String, u64>,
+    failures: &mut Vec<String>,
+) -> Result<(), RunError> {
+    let started = Instant::now();
+    let name = &source.name.value;
+    let files = segflow_sources::list_files(ctx, source).await?;
+    let checksums: Vec<String> = futures::stream::iter(files.iter().map(|f| async move {
+        segflow_sources::sha256_of(f.store.as_ref(), &f.path)
+            .await
+            .map_err(|error| segflow_sources::SourceError::Io {
+                source_name: name.clone(),
+                file: f.url.clone(),
+                error,
+            })
+    }))
+    .buffered(4)
+    .try_collect()
+    .await?;
+    let loaded = segflow_sources::load(ctx, source, &files).await?;
+    for ((file, sha256), file_rows) in files.iter().zip(checksums).zip(&loaded.rows_per_file) {
+        manifest.inputs.push(InputRecord {
+            source: name.clone(),
+            path: file.url.clone(),
+            size: file.size,
+            sha256,
+            rows: *file_rows as u64,
+        });
+    }
+    for (column, nulls) in source.schema.iter().zip(&loaded.null_counts) {
+        if !column.required {
+            continue;
+        }
+        let passed = *nulls == 0;
+        let message = if passed {
+            "no NULL values".to_string()
+        } else {
+            format!("{nulls} row(s) have no `{}`, which is declared required", column.name)
+        };
+        if !passed {
+            failures.push(format!("source `{name}`: {message}"));
+        }
+        manifest.checks.push(CheckRecord {
+            name: "required".into(),
+            target: format!("{name}.{}", column.name),
+            severity: "error".into(),
+            passed,
+            failing_rows: *nulls as u64,
+            message,
+        });
+    }
+    let total = loaded.rows() as u64;
+    ctx.register_table(name.as_str(), loaded.table)
+        .map_err(|e| RunError::Step {
+            step: name.clone(),
+            source: Box::new(e),
+        })?;
+    info!(source = %name, files = files.len(), rows = total, seconds = started.elapsed().as_secs_f64(), "source read");
+    manifest.steps.push(StepRecord {
+        name: name.clone(),
+        kind: "source".into(),
+        inputs: files.iter().zip(&loaded.rows_per_file).map(|(f, r)| (f.url.clone(), *r as u64)).collect(),
+        rows_read: total,
+        rows_written: total,
+        rows_rejected: 0,
+        seconds: started.elapsed().as_secs_f64(),
+        parameters: None,
+    });
+    rows.insert(name.clone(), total);
+    Ok(())
+}
+
+/// Parquet key/value metadata. Only values that are the same for the same inputs go here (no
+/// run id, no timestamp), so re-runs stay byte-identical; the manifest links files to runs.
+fn file_metadata(pipeline: &Pipeline, request: &RunRequest, manifest: &Manifest) -> Vec<(String, String)> {
+    let mut inputs = Sha256::new();
+    for input in &manifest.inputs {
+        inputs.update(input.sha256.as_bytes());
+        inputs.update(b"\n");
+    }
+    vec![
+        ("segflow.pipeline".into(), pipeline.name.clone()),
+        ("segflow.pipeline_sha256".into(), request.pipeline_sha256.clone()),
+        ("segflow.period".into(), request.period.to_string()),
+        ("segflow.inputs_sha256".into(), hex::encode(inputs.finalize())),
+        ("segflow.version".into(), env!("CARGO_PKG_VERSION").into()),
+    ]
+}
+
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+/// BI tools and older readers handle plain `Utf8` best; DataFusion may produce view types.
+fn portable_type(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 => Some(DataType::Utf8),
+        DataType::BinaryView | DataType::LargeBinary => Some(DataType::Binary),
+        _ => None,
+    }
+}
+
+async fn stage_output(
+    ctx: &SessionContext,
+    output: &Output,
+    period: Period,
+    run_id: &str,
+    metadata: &[(String, String)],
+) -> Result<StagedTable, RunError> {
+    let name = &output.name.value;
+    let query_err = |e| RunError::OutputQuery {
+        output: name.clone(),
+        source: Box::new(e),
+    };
+    let df = ctx.table(output.from.value.as_str()).await.map_err(query_err)?;
+    let fields: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    if fields.iter().any(|f| f == "period") {
+        return Err(RunError::Output {
+            output: name.clone(),
+            message: format!(
+                "step `{}` has a column named `period`, which is the partition column segflow writes; rename it",
+                output.from.value
+            ),
+        });
+    }
+    let sub_partitions: Vec<String> = output.partition_by.iter().skip(1).cloned().collect();
+    for c in sub_partitions.iter().chain(&output.order_by) {
+        if !fields.contains(c) {
+            return Err(RunError::Output {
+                output: name.clone(),
+                message: format!("no column `{c}` in step `{}` (it has: {})", output.from.value, fields.join(", ")),
+            });
+        }
+    }
+    // Rows sorted by partition, then by `order_by`, then by every other column: a total order,
+    // so files are identical whatever the parallelism.
+    let mut order: Vec<String> = sub_partitions.clone();
+    order.extend(output.order_by.iter().cloned());
+    order.extend(fields.iter().filter(|f| !order.contains(f)).cloned().collect::<Vec<_>>());
+    let sort: Vec<SortExpr> = order.iter().map(|c| column(c).sort(true, false)).collect();
+    let projection: Vec<Expr> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match portable_type(f.data_type()) {
+            Some(t) => cast(column(f.name()), t).alias(f.name()),
+            None => column(f.name()),
+        })
+        .collect();
+    let df = df.select(projection).map_err(query_err)?.sort(sort).map_err(query_err)?;
+    let schema = Arc::new(Schema::new(
+        df.schema().fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+    ));
+    let batches: Vec<RecordBatch> = df
+        .collect()
+        .await
+        .map_err(query_err)?
+        .into_iter()
+        .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| query_err(e.into()))?;
+    let root = local_path("output", &output.path)?;
+    let table = StagedTable {
+        root: root.clone(),
+        run_id: run_id.to_string(),
+        period_dir: partition_dir("period", Some(&period.to_string())),
+        files: Vec::new(),
+    };
+    let files = write_table(
+        &table.staged_period(),
+        schema,
+        &batches,
+        &sub_partitions,
+        output.max_rows_per_file,
+        metadata,
+    )?;
+    info!(output = %name, rows = files.iter().map(|f| f.rows).sum::<u64>(), files = files.len(), path = %Path::new(&root).display(), "output staged");
+    Ok(StagedTable { files, ..table })
+}
