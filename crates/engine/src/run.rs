@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, SortExpr, cast};
@@ -190,10 +191,7 @@ async fn execute(
             step: name.clone(),
             source: Box::new(e),
         };
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let partitions = df.collect_partitioned().await.map_err(step_err)?;
-        let written: usize = partitions.iter().flatten().map(RecordBatch::num_rows).sum();
-        let table = MemTable::try_new(schema, partitions).map_err(step_err)?;
+        let (table, written) = materialize(df).await.map_err(step_err)?;
         ctx.register_table(name.as_str(), Arc::new(table)).map_err(step_err)?;
         let inputs: BTreeMap<String, u64> = step
             .inputs()
@@ -248,6 +246,38 @@ async fn execute(
     }
     manifest.timings.insert("commit".into(), started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Runs a step's plan once and keeps the result in memory for every consumer.
+///
+/// The schema is taken from the physical plan, not the logical one: DataFusion 55 can widen a
+/// decimal SUM in the final aggregation phase beyond what the logical plan declares. Fields
+/// are declared nullable, as a plan's nullability claims are not always what batches carry.
+pub(crate) async fn collect_physical(df: DataFrame) -> datafusion::error::Result<(SchemaRef, Vec<Vec<RecordBatch>>)> {
+    let task = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    let schema = Arc::new(Schema::new(
+        plan.schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let mut partitions = Vec::new();
+    for part in datafusion::physical_plan::collect_partitioned(plan, task).await? {
+        let batches = part
+            .into_iter()
+            .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        partitions.push(batches);
+    }
+    Ok((schema, partitions))
+}
+
+async fn materialize(df: DataFrame) -> datafusion::error::Result<(MemTable, usize)> {
+    let (schema, partitions) = collect_physical(df).await?;
+    let rows = partitions.iter().flatten().map(RecordBatch::num_rows).sum();
+    Ok((MemTable::try_new(schema, partitions)?, rows))
 }
 
 async fn extract(
@@ -403,17 +433,8 @@ async fn stage_output(
         })
         .collect();
     let df = df.select(projection).map_err(query_err)?.sort(sort).map_err(query_err)?;
-    let schema = Arc::new(Schema::new(
-        df.schema().fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
-    ));
-    let batches: Vec<RecordBatch> = df
-        .collect()
-        .await
-        .map_err(query_err)?
-        .into_iter()
-        .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| query_err(e.into()))?;
+    let (schema, partitions) = collect_physical(df).await.map_err(query_err)?;
+    let batches: Vec<RecordBatch> = partitions.into_iter().flatten().collect();
     let root = local_path("output", &output.path)?;
     let table = StagedTable {
         root: root.clone(),

@@ -18,6 +18,7 @@ pub(crate) struct Decoded {
     pub name: Option<String>,
     pub description: Option<String>,
     pub grain: Option<Grain>,
+    pub grain_loc: crate::diagnostic::Location,
     pub output_dir: Option<String>,
     pub engine: EngineOptions,
     pub sources: Vec<Source>,
@@ -30,6 +31,7 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
         name: None,
         description: None,
         grain: None,
+        grain_loc: crate::diagnostic::Location::new(1, 1),
         output_dir: None,
         engine: EngineOptions::default(),
         sources: Vec::new(),
@@ -46,6 +48,7 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
         out.description = yaml::string(ctx, n, &p).map(|s| s.value);
     }
     if let Some((n, p)) = top.required(ctx, "period") {
+        out.grain_loc = loc(n);
         out.grain = yaml::choice(ctx, n, &p, &[("year", Grain::Year), ("month", Grain::Month)]);
     }
     if let Some((n, p)) = top.get("output_dir") {
@@ -267,8 +270,12 @@ fn column_type(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<ColumnT
         return Some(ColumnType::Decimal { precision, scale });
     }
     const TYPES: [&str; 8] = ["string", "int32", "int64", "float64", "bool", "date", "timestamp", "decimal(18,2)"];
-    let hint = crate::diagnostic::did_you_mean(&t, TYPES)
-        .unwrap_or_else(|| format!("expected one of: {}", TYPES.join(", ")));
+    let hint = if t.starts_with("decimal(") && !t.contains(',') {
+        // `{ type: decimal(12,2) }`: the comma ended the value inside a YAML flow mapping.
+        "inside `{ ... }` quote the type: `type: \"decimal(12,2)\"`".to_string()
+    } else {
+        crate::diagnostic::did_you_mean(&t, TYPES).unwrap_or_else(|| format!("expected one of: {}", TYPES.join(", ")))
+    };
     ctx.push(Diagnostic::new(text.loc, path, format!("unknown column type `{}`", text.value)).with_hint(hint));
     None
 }

@@ -84,16 +84,15 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
     };
     let mut doc = decode::document(&mut ctx, root, &base_dir);
     let execution_order = validate::check(&mut ctx, &mut doc);
-    if let Some(grain) = doc.grain
-        && grain != vars.period().grain()
+    if let (Some(grain), Some(period)) = (doc.grain, vars.period())
+        && grain != period.grain()
     {
         ctx.error(
-            Location::new(1, 1),
+            doc.grain_loc,
             "period",
             format!(
-                "the pipeline runs per {grain}, but period `{}` is a {}",
-                vars.period(),
-                vars.period().grain()
+                "the pipeline runs per {grain}, but period `{period}` is a {}",
+                period.grain()
             ),
         );
     }

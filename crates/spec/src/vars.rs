@@ -31,12 +31,14 @@ const PERIOD_VARS: [&str; 4] = ["period", "period.start", "period.end", "period.
 pub struct Variables {
     overrides: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
-    period: Period,
+    /// `None` when validating without a period: period variables then expand to placeholders
+    /// of the right shape, so SQL can still be checked.
+    period: Option<Period>,
 }
 
 impl Variables {
     /// Variables from explicit overrides and the process environment.
-    pub fn from_env(period: Period, overrides: BTreeMap<String, String>) -> Self {
+    pub fn from_env(period: Option<Period>, overrides: BTreeMap<String, String>) -> Self {
         Self {
             overrides,
             env: std::env::vars().collect(),
@@ -49,11 +51,11 @@ impl Variables {
         Self {
             overrides: values,
             env: BTreeMap::new(),
-            period,
+            period: Some(period),
         }
     }
 
-    pub fn period(&self) -> Period {
+    pub fn period(&self) -> Option<Period> {
         self.period
     }
 
@@ -65,7 +67,7 @@ impl Variables {
     }
 
     fn period_value(&self, name: &str, mode: Mode) -> Option<String> {
-        let p = self.period;
+        let p = self.period.unwrap_or(Period::year(2000));
         let (text, is_date) = match name {
             "period" => (p.to_string(), false),
             "period.start" => (p.start().to_string(), true),

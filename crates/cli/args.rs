@@ -1,0 +1,200 @@
+//! Command-line arguments: clap parses the raw flags, then [`Command::from_raw`] turns them
+//! into validated values (periods parsed, `--var` split), so the commands never see raw text.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use segflow_spec::Period;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "segflow",
+    version,
+    about = "Customer segmentation pipelines: YAML in, partitioned Parquet and a run manifest out",
+    after_help = "Exit codes: 0 ok, 1 data checks failed, 2 runtime error, 64 usage error, 78 configuration error."
+)]
+pub struct RawArgs {
+    /// Log progress (-v: per step, -vv: DataFusion internals too). Logs go to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: RawCommand,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PipelineArgs {
+    /// The pipeline YAML file.
+    pub pipeline: PathBuf,
+
+    /// Set a variable for `${NAME}` in the pipeline (repeatable); wins over the environment.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RawCommand {
+    /// Run a pipeline for one period and commit its outputs.
+    Run {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// The period to compute: a year (2025) or a month (2025-11).
+        #[arg(long)]
+        period: String,
+    },
+    /// Check a pipeline file and report every error, reading no data.
+    Validate {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Also check that the period fits the pipeline's grain.
+        #[arg(long)]
+        period: Option<String>,
+    },
+    /// Show the resolved DAG, input files and output locations, reading no data.
+    Plan {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long)]
+        period: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each step's SQL and DataFusion plans.
+    Explain {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long)]
+        period: String,
+        /// Only these steps (repeatable).
+        #[arg(long = "step")]
+        steps: Vec<String>,
+    },
+    /// Generate seeded demo or benchmark data (CRM exports and a geodemographic table).
+    Generate {
+        /// Directory to write `crm/` and `reference/` into.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 5_000)]
+        customers: usize,
+        /// Average orders per customer over the whole history.
+        #[arg(long, default_value_t = 10.0)]
+        orders_per_customer: f64,
+        #[arg(long, default_value_t = 2021)]
+        first_year: i32,
+        #[arg(long, default_value_t = 2025)]
+        last_year: i32,
+        #[arg(long, default_value_t = 400)]
+        postal_areas: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = DataFormat::Csv)]
+        format: DataFormat,
+    },
+    /// Generate the bundled demo data and run the shipped yearly pipeline on it.
+    Demo {
+        /// Working directory for the demo's data and output.
+        #[arg(long, default_value = "segflow-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value = "2025")]
+        period: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DataFormat {
+    Csv,
+    Parquet,
+}
+
+/// A pipeline with its variables, ready to load.
+#[derive(Debug, Clone)]
+pub struct PipelineRef {
+    pub path: PathBuf,
+    pub vars: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    Run { pipeline: PipelineRef, period: Period },
+    Validate { pipeline: PipelineRef, period: Option<Period> },
+    Plan { pipeline: PipelineRef, period: Period, json: bool },
+    Explain { pipeline: PipelineRef, period: Period, steps: Vec<String> },
+    Generate { out: PathBuf, scale: segflow_datagen::Scale, format: segflow_datagen::FileFormat },
+    Demo { dir: PathBuf, period: Period },
+}
+
+fn period(text: &str) -> Result<Period, String> {
+    text.parse::<Period>().map_err(|e| format!("--period: {e}"))
+}
+
+fn pipeline(raw: PipelineArgs) -> Result<PipelineRef, String> {
+    let mut vars = BTreeMap::new();
+    for item in raw.vars {
+        let Some((name, value)) = item.split_once('=') else {
+            return Err(format!("--var `{item}`: expected NAME=VALUE"));
+        };
+        if name.is_empty() {
+            return Err(format!("--var `{item}`: the name is empty"));
+        }
+        vars.insert(name.to_string(), value.to_string());
+    }
+    Ok(PipelineRef { path: raw.pipeline, vars })
+}
+
+impl Command {
+    /// Validates raw arguments; the error is a usage message (exit code 64).
+    pub fn from_raw(raw: RawCommand) -> Result<Self, String> {
+        Ok(match raw {
+            RawCommand::Run { pipeline: p, period: t } => Command::Run {
+                pipeline: pipeline(p)?,
+                period: period(&t)?,
+            },
+            RawCommand::Validate { pipeline: p, period: t } => Command::Validate {
+                pipeline: pipeline(p)?,
+                period: t.as_deref().map(period).transpose()?,
+            },
+            RawCommand::Plan { pipeline: p, period: t, json } => Command::Plan {
+                pipeline: pipeline(p)?,
+                period: period(&t)?,
+                json,
+            },
+            RawCommand::Explain { pipeline: p, period: t, steps } => Command::Explain {
+                pipeline: pipeline(p)?,
+                period: period(&t)?,
+                steps,
+            },
+            RawCommand::Generate {
+                out,
+                customers,
+                orders_per_customer,
+                first_year,
+                last_year,
+                postal_areas,
+                seed,
+                format,
+            } => {
+                if !(orders_per_customer > 0.0 && orders_per_customer.is_finite()) {
+                    return Err("--orders-per-customer must be a positive number".into());
+                }
+                Command::Generate {
+                    out,
+                    scale: segflow_datagen::Scale {
+                        customers,
+                        orders_per_customer,
+                        first_year,
+                        last_year,
+                        postal_areas,
+                        seed,
+                    },
+                    format: match format {
+                        DataFormat::Csv => segflow_datagen::FileFormat::Csv,
+                        DataFormat::Parquet => segflow_datagen::FileFormat::Parquet,
+                    },
+                }
+            }
+            RawCommand::Demo { dir, period: t } => Command::Demo { dir, period: period(&t)? },
+        })
+    }
+}

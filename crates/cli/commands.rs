@@ -1,0 +1,150 @@
+//! The subcommands, printing for people on stdout and errors on stderr.
+
+use std::path::Path;
+
+use segflow_engine::{PlanReport, RunRequest, exit};
+use segflow_manifest::RunStatus;
+use segflow_spec::{Period, Pipeline, Variables};
+use sha2::{Digest, Sha256};
+
+use crate::Exit;
+use crate::args::{Command, PipelineRef};
+
+/// Loads and validates a pipeline, printing every configuration error on failure.
+pub(crate) fn load(pipeline: &PipelineRef, period: Option<Period>) -> Result<(Pipeline, String), Exit> {
+    let bytes = match std::fs::read(&pipeline.path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read pipeline `{}`: {e}", pipeline.path.display());
+            return Err(Exit(exit::CONFIG));
+        }
+    };
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let Ok(text) = String::from_utf8(bytes) else {
+        eprintln!("error: pipeline `{}` is not UTF-8 text", pipeline.path.display());
+        return Err(Exit(exit::CONFIG));
+    };
+    let vars = Variables::from_env(period, pipeline.vars.clone());
+    match segflow_spec::load_str(&text, &pipeline.path, &vars) {
+        Ok(p) => Ok((p, sha256)),
+        Err(errors) => {
+            eprintln!("{errors}");
+            Err(Exit(exit::CONFIG))
+        }
+    }
+}
+
+pub(crate) async fn dispatch(command: Command, arguments: Vec<String>) -> Exit {
+    let result = match command {
+        Command::Run { pipeline, period } => run(&pipeline, period, arguments).await,
+        Command::Validate { pipeline, period } => load(&pipeline, period).map(|(p, _)| {
+            println!(
+                "{}: pipeline `{}` is valid ({} sources, {} steps, {} outputs)",
+                pipeline.path.display(),
+                p.name,
+                p.sources.len(),
+                p.steps.len(),
+                p.outputs.len()
+            );
+            Exit(exit::OK)
+        }),
+        Command::Plan { pipeline, period, json } => plan(&pipeline, period, json).await,
+        Command::Explain { pipeline, period, steps } => explain(&pipeline, period, &steps).await,
+        Command::Generate { out, scale, format } => generate(&out, &scale, format),
+        Command::Demo { dir, period } => crate::demo::demo(&dir, period, arguments).await,
+    };
+    result.unwrap_or_else(|exit| exit)
+}
+
+pub(crate) async fn run(pipeline: &PipelineRef, period: Period, arguments: Vec<String>) -> Result<Exit, Exit> {
+    let (p, sha256) = load(pipeline, Some(period))?;
+    let request = RunRequest {
+        period,
+        pipeline_sha256: sha256,
+        arguments,
+    };
+    let outcome = segflow_engine::run(&p, &request).await;
+    let m = &outcome.manifest;
+    let seconds: f64 = m.timings.values().sum();
+    match &outcome.error {
+        None => {
+            println!("{} {}: succeeded in {seconds:.2} s (run {})", m.pipeline.name, m.period.label, m.run_id);
+            for step in &m.steps {
+                println!("  {:<24} {:>10} rows  {:<7} {:.2} s", step.name, step.rows_written, step.kind, step.seconds);
+            }
+            println!("outputs:");
+            for o in &m.outputs {
+                println!("  {:<24} {:>10} rows  {}/period={}/", o.output, o.rows, o.path, m.period.label);
+            }
+        }
+        Some(e) => {
+            eprintln!("error: {e}");
+        }
+    }
+    println!("manifest: {}", outcome.manifest_path.display());
+    let code = match (&outcome.error, m.status) {
+        (None, _) => exit::OK,
+        (Some(e), _) => e.exit_code(),
+    };
+    debug_assert!(code != exit::OK || m.status == RunStatus::Succeeded);
+    Ok(Exit(code))
+}
+
+fn print_plan(report: &PlanReport) {
+    println!("pipeline {} ({}) for period {} [{} .. {})", report.pipeline, report.file, report.period, report.period_start, report.period_end);
+    println!("steps, in execution order:");
+    for node in &report.nodes {
+        let inputs = if node.inputs.is_empty() { String::new() } else { format!(" <- {}", node.inputs.join(", ")) };
+        println!("  {:<24} {}{inputs}", node.name, node.kind);
+        if let Some(location) = &node.location {
+            println!("      {location}");
+        }
+        for f in &node.files {
+            println!("      {} ({} bytes)", f.url, f.size);
+        }
+    }
+    println!("outputs:");
+    for o in &report.outputs {
+        println!("  {:<24} from {:<20} replaces {}", o.name, o.from, o.replaces);
+    }
+    for p in &report.problems {
+        println!("problem: {p}");
+    }
+}
+
+async fn plan(pipeline: &PipelineRef, period: Period, json: bool) -> Result<Exit, Exit> {
+    let (p, _) = load(pipeline, Some(period))?;
+    let report = segflow_engine::plan(&p, period).await.map_err(|e| {
+        eprintln!("error: {e}");
+        Exit(e.exit_code())
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print_plan(&report);
+    }
+    Ok(Exit(if report.problems.is_empty() { exit::OK } else { exit::RUNTIME }))
+}
+
+async fn explain(pipeline: &PipelineRef, period: Period, steps: &[String]) -> Result<Exit, Exit> {
+    let (p, _) = load(pipeline, Some(period))?;
+    let explanations = segflow_engine::explain(&p, period, steps).await.map_err(|e| {
+        eprintln!("error: {e}");
+        Exit(e.exit_code())
+    })?;
+    for e in explanations {
+        println!("== step {} ==\n{}\n\n{}\n", e.step, e.sql.trim(), e.plan);
+    }
+    Ok(Exit(exit::OK))
+}
+
+fn generate(out: &Path, scale: &segflow_datagen::Scale, format: segflow_datagen::FileFormat) -> Result<Exit, Exit> {
+    let files = segflow_datagen::generate(out, scale, format).map_err(|e| {
+        eprintln!("error: {e}");
+        Exit(exit::RUNTIME)
+    })?;
+    println!("customers:        {} rows  {}", files.customer_rows, files.customers.display());
+    println!("orders:           {} rows  {}", files.order_rows, files.orders.display());
+    println!("geodemographics:  {} rows  {}", scale.postal_areas, files.geodemographics.display());
+    Ok(Exit(exit::OK))
+}

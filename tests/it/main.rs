@@ -1,0 +1,1 @@
+//! End-to-end tests: real pipelines on small data, run through the real binary.
