@@ -1,1 +1,10 @@
-//! End-to-end tests: real pipelines on small data, run through the real binary.
+//! End-to-end tests: real pipelines on small data, run through the real `segflow` binary, with
+//! expected values worked out by hand or by another tool (DuckDB, pyarrow).
+//!
+//! One test binary on purpose: every binary links DataFusion.
+
+mod common;
+mod config_errors;
+mod models;
+mod outputs;
+mod sources;

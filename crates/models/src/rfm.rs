@@ -14,7 +14,7 @@
 //!   `frequency` and `monetary`.
 
 use chrono::{Days, Months, NaiveDate};
-use segflow_spec::{FrequencyMeasure, LookbackUnit, MonetaryMeasure, RfmSpec, ScoreMethod};
+use segflow_spec::{FrequencyMeasure, LookbackUnit, MonetaryMeasure, RfmSpec, ScoreMethod, SegmentRule};
 
 use crate::sql::{quote_ident, quote_literal};
 
@@ -56,6 +56,23 @@ fn cuts_below(cuts: &str, measure: &str, bins: u32) -> String {
         .map(|k| format!("CASE WHEN {measure} > {cuts}.c{k} THEN 1 ELSE 0 END"))
         .collect::<Vec<_>>()
         .join(" + ")
+}
+
+/// `CASE WHEN (rule) THEN 'name' … ELSE 'catch-all' END`, or just the catch-all's name.
+fn segment_case(rules: &[SegmentRule]) -> String {
+    let whens: Vec<String> = rules
+        .iter()
+        .filter_map(|r| r.when.as_ref().map(|w| format!("WHEN ({w}) THEN {}", quote_literal(&r.name))))
+        .collect();
+    let otherwise = rules
+        .iter()
+        .find(|r| r.when.is_none())
+        .map_or_else(|| "NULL".to_string(), |r| quote_literal(&r.name));
+    if whens.is_empty() {
+        otherwise
+    } else {
+        format!("CASE {} ELSE {otherwise} END", whens.join(" "))
+    }
 }
 
 /// The full scoring query over table `input`, with `reference` as the analysis date.
@@ -109,14 +126,7 @@ pub fn rfm_sql(spec: &RfmSpec, input: &str, reference: NaiveDate) -> String {
             " CROSS JOIN r_cuts CROSS JOIN f_cuts CROSS JOIN m_cuts".to_string(),
         ),
     };
-    let rules: Vec<String> = spec
-        .segments
-        .iter()
-        .map(|rule| match &rule.when {
-            Some(when) => format!("WHEN ({when}) THEN {}", quote_literal(&rule.name)),
-            None => format!("ELSE {}", quote_literal(&rule.name)),
-        })
-        .collect();
+    let segment = segment_case(&spec.segments);
     format!(
         "WITH base AS (
   SELECT {customer} AS customer, CAST({date} AS DATE) AS order_date, {order_id} AS order_id, {amount} AS amount
@@ -140,12 +150,11 @@ named AS (
 SELECT customer AS {customer}, last_order_date, recency_days, frequency, monetary,
   r_score, f_score, m_score,
   concat(CAST(r_score AS VARCHAR), CAST(f_score AS VARCHAR), CAST(m_score AS VARCHAR)) AS rfm_code,
-  CASE {rules} END AS segment
+  {segment} AS segment
 FROM named",
         input = quote_ident(input),
         filters = filters.join(" AND "),
         reference = date_literal(reference),
-        rules = rules.join(" "),
     )
 }
 
