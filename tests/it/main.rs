@@ -7,4 +7,5 @@ mod common;
 mod config_errors;
 mod models;
 mod outputs;
+mod reference;
 mod sources;

@@ -90,10 +90,12 @@ pub(crate) fn customer(scale: &Scale, index: usize, areas: &[PostalArea]) -> (Cu
         area.postal_code.clone()
     };
     let signup = start + Days::new(rng.random_range(0..span_days));
-    // Purchase rate per year: gamma-distributed around the mean needed for the target volume
-    // (a customer is active for about half of the history on average).
+    // Purchase rate per year: gamma-distributed around the mean needed for the target volume.
+    // With signup uniform over the history S and lifetime ~ Exp(mean 0.6·S), a customer is
+    // active E[min(S − signup, lifetime)] = 0.6·S·(1 − 0.6·(1 − e^(−1/0.6))) ≈ 0.308·S.
     let years = span_days as f64 / 365.25;
-    let mean_rate = scale.orders_per_customer / (years * 0.5).max(0.1);
+    let active_share = 0.6 * (1.0 - 0.6 * (1.0 - (-1.0_f64 / 0.6).exp()));
+    let mean_rate = scale.orders_per_customer / (years * active_share).max(0.1);
     let rate = Gamma::new(1.5, mean_rate / 1.5).map_or(mean_rate, |g| g.sample(&mut rng));
     let lifetime_days = Exp::new(1.0 / (span_days as f64 * 0.6)).map_or(span_days as f64, |e| e.sample(&mut rng));
     let churn = signup + Days::new(lifetime_days as u64);
@@ -143,7 +145,7 @@ mod tests {
     fn orders_fall_inside_the_history() {
         let scale = Scale::demo();
         let areas = postal_areas(&scale);
-        let total: usize = (0..500)
+        let total: usize = (0..2000)
             .map(|i| {
                 let (c, orders) = customer(&scale, i, &areas);
                 for o in &orders {
@@ -153,7 +155,7 @@ mod tests {
                 orders.len()
             })
             .sum();
-        let mean = total as f64 / 500.0;
-        assert!((4.0..20.0).contains(&mean), "mean orders per customer {mean}");
+        let mean = total as f64 / 2000.0;
+        assert!((8.0..12.0).contains(&mean), "mean orders per customer {mean}");
     }
 }

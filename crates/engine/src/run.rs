@@ -122,43 +122,33 @@ pub async fn run(pipeline: &Pipeline, request: &RunRequest) -> RunOutcome {
     };
     manifest.error = result.as_ref().err().map(ToString::to_string);
     manifest.finished_at = Some(now());
-    let manifest_path = match write_manifest(pipeline, &manifest) {
-        Ok(p) => p,
-        Err((p, e)) => {
-            return RunOutcome {
-                manifest,
-                manifest_path: p,
-                error: Some(result.err().unwrap_or(e)),
-            };
-        }
-    };
+    let (manifest_path, written) = write_manifest(pipeline, &manifest);
     RunOutcome {
         manifest,
         manifest_path,
-        error: result.err(),
+        // A run error is the more useful one to report; a manifest error only when the run
+        // itself succeeded.
+        error: result.err().or(written.err()),
     }
 }
 
-fn write_manifest(pipeline: &Pipeline, manifest: &Manifest) -> Result<PathBuf, (PathBuf, RunError)> {
-    let dir = local_path("output_dir", &pipeline.output_dir)
-        .map_err(|e| (PathBuf::new(), e))?
-        .join("runs")
-        .join(&manifest.run_id);
-    let path = dir.join("manifest.json");
-    let io = |source| {
-        (
-            path.clone(),
-            RunError::Manifest {
-                path: path.display().to_string(),
-                source,
-            },
-        )
+/// Writes `<output_dir>/runs/<run_id>/manifest.json` via a temporary file and a rename, so a
+/// reader never sees half a manifest. Returns the path even when writing failed.
+fn write_manifest(pipeline: &Pipeline, manifest: &Manifest) -> (PathBuf, Result<(), RunError>) {
+    let dir = match local_path("output_dir", &pipeline.output_dir) {
+        Ok(d) => d.join("runs").join(&manifest.run_id),
+        Err(e) => return (PathBuf::new(), Err(e)),
     };
-    std::fs::create_dir_all(&dir).map_err(io)?;
+    let path = dir.join("manifest.json");
     let tmp = dir.join(".manifest.json.tmp");
-    std::fs::write(&tmp, manifest.to_json()).map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(path)
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&tmp, manifest.to_json()))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| RunError::Manifest {
+            path: path.display().to_string(),
+            source,
+        });
+    (path, written)
 }
 
 async fn execute(

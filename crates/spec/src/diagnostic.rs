@@ -130,7 +130,7 @@ impl Diagnostics {
         if self.items.is_empty() {
             return Ok(value);
         }
-        self.items.sort_by(|a, b| a.loc.cmp(&b.loc));
+        self.items.sort_by_key(|d| d.loc);
         self.items.dedup();
         Err(SpecErrors {
             file: file.to_path_buf(),

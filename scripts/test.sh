@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on a machine that has only the Rust toolchain and
+# Python 3, then runs the whole suite. `.ci/run` runs exactly this.
+#
+#   scripts/test.sh            # all tests
+#   scripts/test.sh rfm        # extra arguments go to `cargo test` (e.g. a name filter)
+#
+# What it installs, and why:
+#   .venv/  Python venv with DuckDB and pyarrow (scripts/requirements-test.txt): the tests read
+#           segflow's Parquet output back with them and compare against a DuckDB reference run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! .venv/bin/python -c "import duckdb, pyarrow" 2>/dev/null; then
+  echo "setting up .venv (duckdb, pyarrow) for reader checks" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+fi
+export SEGFLOW_TEST_PYTHON="$PWD/.venv/bin/python"
+
+cargo test --workspace --locked "$@"
