@@ -190,3 +190,33 @@ fn manifest_accounts_for_inputs_steps_and_rows() {
     assert!(["extract", "transform", "write", "commit"].iter().all(|k| m.timings.contains_key(*k)));
     assert_eq!(r.manifest_path().parent().and_then(|d| d.parent()), Some(s.path("out/runs").as_path()));
 }
+
+/// Sub-partitions below `period` with awkward values: a `/`, an `=`, and NULL. The directory
+/// names are escaped and DuckDB reads the values back.
+#[test]
+fn sub_partitions_escape_their_values_and_read_back() {
+    let s = Scratch::new();
+    s.write("c.csv", "customer_id,region\nA,Nord/Ost\nB,\nC,a=b\nD,Nord/Ost\n");
+    let p = s.write(
+        "p.yaml",
+        "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c: { path: c.csv, schema: { customer_id: string, region: string } }\nsteps: [ { name: s, sql: SELECT customer_id, region FROM c } ]\noutputs: { s: { from: s, partition_by: [period, region] } }\n",
+    );
+    segflow(&["run", p.to_str().expect("utf8"), "--period", "2025"], s.dir.path()).assert_code(0);
+    let root = s.path("out/s");
+    let files: Vec<String> = parquet_files(&root)
+        .iter()
+        .map(|f| f.strip_prefix(&root).expect("under root").display().to_string())
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            "period=2025/region=Nord%2FOst/part-00000.parquet",
+            "period=2025/region=__HIVE_DEFAULT_PARTITION__/part-00000.parquet",
+            "period=2025/region=a%3Db/part-00000.parquet",
+        ]
+    );
+    let script = "import sys, duckdb; print(duckdb.sql(f\"SELECT string_agg(customer_id || ':' || coalesce(region, 'NULL') || ':' || period, ',' ORDER BY customer_id) FROM read_parquet('{sys.argv[1]}/*/*/*.parquet', hive_partitioning = true)\").fetchone()[0])";
+    let out = Command::new(python()).args(["-c", script, root.to_str().expect("utf8")]).output().expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "A:Nord/Ost:2025,B:NULL:2025,C:a=b:2025,D:Nord/Ost:2025");
+}

@@ -122,7 +122,7 @@ async fn scan_file(ctx: &SessionContext, source: &Source, file: &InputFile) -> R
                 delimiter: source.csv.delimiter,
                 quote: source.csv.quote,
                 escape: source.csv.escape,
-                newlines_in_values: true,
+                newlines_in_values: source.csv.quoted_newlines,
                 schema: Some(&file_schema),
                 file_extension: "",
                 null_regex,

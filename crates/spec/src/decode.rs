@@ -179,13 +179,9 @@ fn source(
         }
         (None, None) => None,
     };
+    // Kept (and ignored) for other formats, so one pipeline can read `orders.${FORMAT}`.
     let csv = match m.get("csv") {
-        Some((n, p)) => {
-            if format.is_some_and(|f| f != Format::Csv) {
-                ctx.error(loc(n), &p, "`csv` options given for a source that is not CSV");
-            }
-            csv_options(ctx, n, &p)
-        }
+        Some((n, p)) => csv_options(ctx, n, &p),
         None => CsvOptions::default(),
     };
     let schema = m
@@ -233,6 +229,9 @@ fn csv_options(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> CsvOptions {
     }
     if let Some((n, p)) = m.get("escape") {
         opts.escape = single_byte(ctx, n, &p);
+    }
+    if let Some((n, p)) = m.get("quoted_newlines") {
+        opts.quoted_newlines = yaml::boolean(ctx, n, &p).unwrap_or(true);
     }
     if let Some((n, p)) = m.get("null_values") {
         opts.null_values = yaml::names(ctx, n, &p)
@@ -439,26 +438,32 @@ fn rfm(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RfmSpec> {
     let date = column(ctx, m, "date", "order_date");
     let order_id = m.get("order_id").and_then(|(n, p)| yaml::name(ctx, n, &p)).map(|s| s.value);
     let amount = column(ctx, m, "amount", "amount");
-    let frequency = match m.get("frequency") {
-        Some((n, p)) => yaml::choice(
-            ctx,
-            n,
-            &p,
-            &[("orders", FrequencyMeasure::Orders), ("purchase_days", FrequencyMeasure::PurchaseDays)],
-        )?,
-        None if order_id.is_some() => FrequencyMeasure::Orders,
-        None => FrequencyMeasure::PurchaseDays,
+    let default_frequency = if order_id.is_some() {
+        FrequencyMeasure::Orders
+    } else {
+        FrequencyMeasure::PurchaseDays
     };
+    let frequency = m
+        .get("frequency")
+        .and_then(|(n, p)| {
+            yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[("orders", FrequencyMeasure::Orders), ("purchase_days", FrequencyMeasure::PurchaseDays)],
+            )
+        })
+        .unwrap_or(default_frequency);
     if frequency == FrequencyMeasure::Orders && order_id.is_none() {
         ctx.push(
             Diagnostic::new(m.loc, &m.path, "`frequency: orders` needs `order_id`")
                 .with_hint("name the order id column, or use `frequency: purchase_days`"),
         );
     }
-    let monetary = match m.get("monetary") {
-        Some((n, p)) => yaml::choice(ctx, n, &p, &[("sum", MonetaryMeasure::Sum), ("mean", MonetaryMeasure::Mean)])?,
-        None => MonetaryMeasure::Sum,
-    };
+    let monetary = m
+        .get("monetary")
+        .and_then(|(n, p)| yaml::choice(ctx, n, &p, &[("sum", MonetaryMeasure::Sum), ("mean", MonetaryMeasure::Mean)]))
+        .unwrap_or(MonetaryMeasure::Sum);
     let (mut bins, mut method) = (5, ScoreMethod::Ntile);
     if let Some((n, p)) = m.get("scores")
         && let Some(mut s) = yaml::map(ctx, n, &p)

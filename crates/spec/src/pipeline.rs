@@ -72,6 +72,9 @@ pub struct CsvOptions {
     pub escape: Option<u8>,
     /// Cell texts read as NULL in addition to the empty cell.
     pub null_values: Vec<String>,
+    /// Quoted fields may contain line breaks (true, the safe default for CRM exports). When a
+    /// file is known to have none, `false` lets DataFusion split it and parse it in parallel.
+    pub quoted_newlines: bool,
 }
 
 impl Default for CsvOptions {
@@ -81,6 +84,7 @@ impl Default for CsvOptions {
             quote: b'"',
             escape: None,
             null_values: Vec::new(),
+            quoted_newlines: true,
         }
     }
 }
