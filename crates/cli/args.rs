@@ -117,12 +117,33 @@ pub struct PipelineRef {
 
 #[derive(Debug, Clone)]
 pub enum Command {
-    Run { pipeline: PipelineRef, period: Period },
-    Validate { pipeline: PipelineRef, period: Option<Period> },
-    Plan { pipeline: PipelineRef, period: Period, json: bool },
-    Explain { pipeline: PipelineRef, period: Period, steps: Vec<String> },
-    Generate { out: PathBuf, scale: segflow_datagen::Scale, format: segflow_datagen::FileFormat },
-    Demo { dir: PathBuf, period: Period },
+    Run {
+        pipeline: PipelineRef,
+        period: Period,
+    },
+    Validate {
+        pipeline: PipelineRef,
+        period: Option<Period>,
+    },
+    Plan {
+        pipeline: PipelineRef,
+        period: Period,
+        json: bool,
+    },
+    Explain {
+        pipeline: PipelineRef,
+        period: Period,
+        steps: Vec<String>,
+    },
+    Generate {
+        out: PathBuf,
+        scale: segflow_datagen::Scale,
+        format: segflow_datagen::FileFormat,
+    },
+    Demo {
+        dir: PathBuf,
+        period: Period,
+    },
 }
 
 fn period(text: &str) -> Result<Period, String> {
@@ -140,27 +161,44 @@ fn pipeline(raw: PipelineArgs) -> Result<PipelineRef, String> {
         }
         vars.insert(name.to_string(), value.to_string());
     }
-    Ok(PipelineRef { path: raw.pipeline, vars })
+    Ok(PipelineRef {
+        path: raw.pipeline,
+        vars,
+    })
 }
 
 impl Command {
     /// Validates raw arguments; the error is a usage message (exit code 64).
     pub fn from_raw(raw: RawCommand) -> Result<Self, String> {
         Ok(match raw {
-            RawCommand::Run { pipeline: p, period: t } => Command::Run {
+            RawCommand::Run {
+                pipeline: p,
+                period: t,
+            } => Command::Run {
                 pipeline: pipeline(p)?,
                 period: period(&t)?,
             },
-            RawCommand::Validate { pipeline: p, period: t } => Command::Validate {
+            RawCommand::Validate {
+                pipeline: p,
+                period: t,
+            } => Command::Validate {
                 pipeline: pipeline(p)?,
                 period: t.as_deref().map(period).transpose()?,
             },
-            RawCommand::Plan { pipeline: p, period: t, json } => Command::Plan {
+            RawCommand::Plan {
+                pipeline: p,
+                period: t,
+                json,
+            } => Command::Plan {
                 pipeline: pipeline(p)?,
                 period: period(&t)?,
                 json,
             },
-            RawCommand::Explain { pipeline: p, period: t, steps } => Command::Explain {
+            RawCommand::Explain {
+                pipeline: p,
+                period: t,
+                steps,
+            } => Command::Explain {
                 pipeline: pipeline(p)?,
                 period: period(&t)?,
                 steps,
@@ -194,7 +232,10 @@ impl Command {
                     },
                 }
             }
-            RawCommand::Demo { dir, period: t } => Command::Demo { dir, period: period(&t)? },
+            RawCommand::Demo { dir, period: t } => Command::Demo {
+                dir,
+                period: period(&t)?,
+            },
         })
     }
 }

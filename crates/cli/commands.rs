@@ -11,17 +11,26 @@ use crate::Exit;
 use crate::args::{Command, PipelineRef};
 
 /// Loads and validates a pipeline, printing every configuration error on failure.
-pub(crate) fn load(pipeline: &PipelineRef, period: Option<Period>) -> Result<(Pipeline, String), Exit> {
+pub(crate) fn load(
+    pipeline: &PipelineRef,
+    period: Option<Period>,
+) -> Result<(Pipeline, String), Exit> {
     let bytes = match std::fs::read(&pipeline.path) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: cannot read pipeline `{}`: {e}", pipeline.path.display());
+            eprintln!(
+                "error: cannot read pipeline `{}`: {e}",
+                pipeline.path.display()
+            );
             return Err(Exit(exit::CONFIG));
         }
     };
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let Ok(text) = String::from_utf8(bytes) else {
-        eprintln!("error: pipeline `{}` is not UTF-8 text", pipeline.path.display());
+        eprintln!(
+            "error: pipeline `{}` is not UTF-8 text",
+            pipeline.path.display()
+        );
         return Err(Exit(exit::CONFIG));
     };
     let vars = Variables::from_env(period, pipeline.vars.clone());
@@ -48,15 +57,27 @@ pub(crate) async fn dispatch(command: Command, arguments: Vec<String>) -> Exit {
             );
             Exit(exit::OK)
         }),
-        Command::Plan { pipeline, period, json } => plan(&pipeline, period, json).await,
-        Command::Explain { pipeline, period, steps } => explain(&pipeline, period, &steps).await,
+        Command::Plan {
+            pipeline,
+            period,
+            json,
+        } => plan(&pipeline, period, json).await,
+        Command::Explain {
+            pipeline,
+            period,
+            steps,
+        } => explain(&pipeline, period, &steps).await,
         Command::Generate { out, scale, format } => generate(&out, &scale, format),
         Command::Demo { dir, period } => crate::demo::demo(&dir, period, arguments).await,
     };
     result.unwrap_or_else(|exit| exit)
 }
 
-pub(crate) async fn run(pipeline: &PipelineRef, period: Period, arguments: Vec<String>) -> Result<Exit, Exit> {
+pub(crate) async fn run(
+    pipeline: &PipelineRef,
+    period: Period,
+    arguments: Vec<String>,
+) -> Result<Exit, Exit> {
     let (p, sha256) = load(pipeline, Some(period))?;
     let request = RunRequest {
         period,
@@ -68,13 +89,22 @@ pub(crate) async fn run(pipeline: &PipelineRef, period: Period, arguments: Vec<S
     let seconds: f64 = m.timings.values().sum();
     match &outcome.error {
         None => {
-            println!("{} {}: succeeded in {seconds:.2} s (run {})", m.pipeline.name, m.period.label, m.run_id);
+            println!(
+                "{} {}: succeeded in {seconds:.2} s (run {})",
+                m.pipeline.name, m.period.label, m.run_id
+            );
             for step in &m.steps {
-                println!("  {:<24} {:>10} rows  {:<7} {:.2} s", step.name, step.rows_written, step.kind, step.seconds);
+                println!(
+                    "  {:<24} {:>10} rows  {:<7} {:.2} s",
+                    step.name, step.rows_written, step.kind, step.seconds
+                );
             }
             println!("outputs:");
             for o in &m.outputs {
-                println!("  {:<24} {:>10} rows  {}/period={}/", o.output, o.rows, o.path, m.period.label);
+                println!(
+                    "  {:<24} {:>10} rows  {}/period={}/",
+                    o.output, o.rows, o.path, m.period.label
+                );
             }
         }
         Some(e) => {
@@ -91,10 +121,17 @@ pub(crate) async fn run(pipeline: &PipelineRef, period: Period, arguments: Vec<S
 }
 
 fn print_plan(report: &PlanReport) {
-    println!("pipeline {} ({}) for period {} [{} .. {})", report.pipeline, report.file, report.period, report.period_start, report.period_end);
+    println!(
+        "pipeline {} ({}) for period {} [{} .. {})",
+        report.pipeline, report.file, report.period, report.period_start, report.period_end
+    );
     println!("steps, in execution order:");
     for node in &report.nodes {
-        let inputs = if node.inputs.is_empty() { String::new() } else { format!(" <- {}", node.inputs.join(", ")) };
+        let inputs = if node.inputs.is_empty() {
+            String::new()
+        } else {
+            format!(" <- {}", node.inputs.join(", "))
+        };
         println!("  {:<24} {}{inputs}", node.name, node.kind);
         if let Some(location) = &node.location {
             println!("      {location}");
@@ -105,7 +142,10 @@ fn print_plan(report: &PlanReport) {
     }
     println!("outputs:");
     for o in &report.outputs {
-        println!("  {:<24} from {:<20} replaces {}", o.name, o.from, o.replaces);
+        println!(
+            "  {:<24} from {:<20} replaces {}",
+            o.name, o.from, o.replaces
+        );
     }
     for p in &report.problems {
         println!("problem: {p}");
@@ -119,32 +159,57 @@ async fn plan(pipeline: &PipelineRef, period: Period, json: bool) -> Result<Exit
         Exit(e.exit_code())
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         print_plan(&report);
     }
-    Ok(Exit(if report.problems.is_empty() { exit::OK } else { exit::RUNTIME }))
+    Ok(Exit(if report.problems.is_empty() {
+        exit::OK
+    } else {
+        exit::RUNTIME
+    }))
 }
 
 async fn explain(pipeline: &PipelineRef, period: Period, steps: &[String]) -> Result<Exit, Exit> {
     let (p, _) = load(pipeline, Some(period))?;
-    let explanations = segflow_engine::explain(&p, period, steps).await.map_err(|e| {
-        eprintln!("error: {e}");
-        Exit(e.exit_code())
-    })?;
+    let explanations = segflow_engine::explain(&p, period, steps)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            Exit(e.exit_code())
+        })?;
     for e in explanations {
         println!("== step {} ==\n{}\n\n{}\n", e.step, e.sql.trim(), e.plan);
     }
     Ok(Exit(exit::OK))
 }
 
-fn generate(out: &Path, scale: &segflow_datagen::Scale, format: segflow_datagen::FileFormat) -> Result<Exit, Exit> {
+fn generate(
+    out: &Path,
+    scale: &segflow_datagen::Scale,
+    format: segflow_datagen::FileFormat,
+) -> Result<Exit, Exit> {
     let files = segflow_datagen::generate(out, scale, format).map_err(|e| {
         eprintln!("error: {e}");
         Exit(exit::RUNTIME)
     })?;
-    println!("customers:        {} rows  {}", files.customer_rows, files.customers.display());
-    println!("orders:           {} rows  {}", files.order_rows, files.orders.display());
-    println!("geodemographics:  {} rows  {}", scale.postal_areas, files.geodemographics.display());
+    println!(
+        "customers:        {} rows  {}",
+        files.customer_rows,
+        files.customers.display()
+    );
+    println!(
+        "orders:           {} rows  {}",
+        files.order_rows,
+        files.orders.display()
+    );
+    println!(
+        "geodemographics:  {} rows  {}",
+        scale.postal_areas,
+        files.geodemographics.display()
+    );
     Ok(Exit(exit::OK))
 }

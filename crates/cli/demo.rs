@@ -29,11 +29,17 @@ pub(crate) async fn demo(dir: &Path, period: Period, arguments: Vec<String>) -> 
         eprintln!("error: {what}: {e}");
         Exit(exit::RUNTIME)
     };
-    std::fs::create_dir_all(dir).map_err(|e| fail(&format!("cannot create `{}`", dir.display()), &e))?;
-    let dir = std::path::absolute(dir).map_err(|e| fail("cannot resolve the demo directory", &e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| fail(&format!("cannot create `{}`", dir.display()), &e))?;
+    let dir =
+        std::path::absolute(dir).map_err(|e| fail("cannot resolve the demo directory", &e))?;
     let data = dir.join("data");
-    let files = segflow_datagen::generate(&data, &segflow_datagen::Scale::demo(), segflow_datagen::FileFormat::Csv)
-        .map_err(|e| fail("cannot generate demo data", &e))?;
+    let files = segflow_datagen::generate(
+        &data,
+        &segflow_datagen::Scale::demo(),
+        segflow_datagen::FileFormat::Csv,
+    )
+    .map_err(|e| fail("cannot generate demo data", &e))?;
     println!(
         "demo data: {} customers, {} orders in {}",
         files.customer_rows,

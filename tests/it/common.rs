@@ -49,7 +49,11 @@ impl Run {
 
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
@@ -107,7 +111,12 @@ pub fn read_parquet(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.expect("batch");
-        names = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        names = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         for r in 0..batch.num_rows() {
             rows.push(
                 batch
@@ -131,9 +140,16 @@ pub fn read_parquet(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 pub fn project(names: &[String], rows: &[Vec<String>], columns: &[&str]) -> Vec<Vec<String>> {
     let idx: Vec<usize> = columns
         .iter()
-        .map(|c| names.iter().position(|n| n == c).unwrap_or_else(|| panic!("no column {c} in {names:?}")))
+        .map(|c| {
+            names
+                .iter()
+                .position(|n| n == c)
+                .unwrap_or_else(|| panic!("no column {c} in {names:?}"))
+        })
         .collect();
-    rows.iter().map(|r| idx.iter().map(|&i| r[i].clone()).collect()).collect()
+    rows.iter()
+        .map(|r| idx.iter().map(|&i| r[i].clone()).collect())
+        .collect()
 }
 
 /// The Python of the venv `scripts/test.sh` sets up (or `SEGFLOW_TEST_PYTHON`). A missing

@@ -37,16 +37,38 @@ fn three_mistakes_three_errors_no_data_read() {
         }
         let r = segflow(&args, s.dir.path());
         r.assert_code(78);
-        let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains("broken.yaml:")).collect();
+        let lines: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("broken.yaml:"))
+            .collect();
         assert_eq!(lines.len(), 3, "{}", r.stderr);
-        assert!(lines[0].ends_with("broken.yaml:8:20: sources.orders.schema.customer_id: unknown column type `strng`"), "{}", lines[0]);
-        assert!(lines[1].ends_with("broken.yaml:13:12: steps[0]: unknown source or step `ordres`"), "{}", lines[1]);
-        assert!(lines[2].ends_with("broken.yaml:17:21: outputs.rfm.partiton_by: unknown key `partiton_by`"), "{}", lines[2]);
+        assert!(
+            lines[0].ends_with(
+                "broken.yaml:8:20: sources.orders.schema.customer_id: unknown column type `strng`"
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with("broken.yaml:13:12: steps[0]: unknown source or step `ordres`"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2]
+                .ends_with("broken.yaml:17:21: outputs.rfm.partiton_by: unknown key `partiton_by`"),
+            "{}",
+            lines[2]
+        );
         assert!(r.stderr.contains("hint: did you mean `string`?"));
         assert!(r.stderr.contains("hint: did you mean `orders`?"));
         assert!(r.stderr.contains("hint: did you mean `partition_by`?"));
         assert!(r.stderr.contains("3 configuration errors in"));
-        assert!(!s.path("out").exists(), "nothing may be written for an invalid pipeline");
+        assert!(
+            !s.path("out").exists(),
+            "nothing may be written for an invalid pipeline"
+        );
     }
 }
 
@@ -60,11 +82,27 @@ fn unset_variable_names_the_variable_and_the_remedy() {
     let r = segflow(&["validate", p.to_str().expect("utf8")], s.dir.path());
     r.assert_code(78);
     assert!(r.stderr.contains("p.yaml:4:"), "{}", r.stderr);
-    assert!(r.stderr.contains("variable `EXPORTS` is not set: point EXPORTS at the CRM exports"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("variable `EXPORTS` is not set: point EXPORTS at the CRM exports"),
+        "{}",
+        r.stderr
+    );
     // `--var` provides it.
-    let r = segflow(&["validate", p.to_str().expect("utf8"), "--var", "EXPORTS=/data"], s.dir.path());
+    let r = segflow(
+        &[
+            "validate",
+            p.to_str().expect("utf8"),
+            "--var",
+            "EXPORTS=/data",
+        ],
+        s.dir.path(),
+    );
     r.assert_code(0);
-    assert!(r.stdout.contains("pipeline `p` is valid (1 sources, 1 steps, 1 outputs)"));
+    assert!(
+        r.stdout
+            .contains("pipeline `p` is valid (1 sources, 1 steps, 1 outputs)")
+    );
 }
 
 #[test]
@@ -81,7 +119,14 @@ fn usage_errors_exit_64() {
 #[test]
 fn monthly_period_for_a_yearly_pipeline_is_rejected() {
     let r = segflow(
-        &["validate", "pipelines/yearly_segmentation.yaml", "--period", "2025-11", "--var", "DATA_DIR=/nowhere"],
+        &[
+            "validate",
+            "pipelines/yearly_segmentation.yaml",
+            "--period",
+            "2025-11",
+            "--var",
+            "DATA_DIR=/nowhere",
+        ],
         crate::common::repo_root(),
     );
     r.assert_code(78);

@@ -67,14 +67,28 @@ fn run_rfm(method: &str, frequency: &str, lookback: &str) -> Vec<Vec<String>> {
     let s = Scratch::new();
     s.write("orders.csv", ORDERS);
     let p = s.write("p.yaml", &rfm_pipeline(method, frequency, lookback));
-    segflow(&["run", p.to_str().expect("utf8"), "--period", "2025"], s.dir.path()).assert_code(0);
+    segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    )
+    .assert_code(0);
     let files = parquet_files(&s.path("out/rfm/period=2025"));
     assert_eq!(files.len(), 1);
     let (names, rows) = read_parquet(&files[0]);
     project(
         &names,
         &rows,
-        &["customer_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "rfm_code", "segment"],
+        &[
+            "customer_id",
+            "recency_days",
+            "frequency",
+            "monetary",
+            "r_score",
+            "f_score",
+            "m_score",
+            "rfm_code",
+            "segment",
+        ],
     )
 }
 
@@ -92,9 +106,29 @@ fn rfm_ntile_scores_and_segments() {
         run_rfm("ntile", "orders", ""),
         vec![
             row(&["A", "1", "3", "175.00", "3", "3", "2", "332", "Champions"]),
-            row(&["B", "61", "1", "300.00", "2", "1", "3", "213", "Big spenders"]),
+            row(&[
+                "B",
+                "61",
+                "1",
+                "300.00",
+                "2",
+                "1",
+                "3",
+                "213",
+                "Big spenders"
+            ]),
             row(&["C", "306", "2", "50.00", "2", "2", "2", "222", "Others"]),
-            row(&["D", "366", "1", "500.00", "1", "1", "3", "113", "Big spenders"]),
+            row(&[
+                "D",
+                "366",
+                "1",
+                "500.00",
+                "1",
+                "1",
+                "3",
+                "113",
+                "Big spenders"
+            ]),
             row(&["E", "1", "2", "20.00", "3", "3", "1", "331", "Champions"]),
             row(&["F", "1096", "1", "5.00", "1", "2", "1", "121", "Lost"]),
         ]
@@ -113,9 +147,29 @@ fn rfm_quantile_scores_share_ties() {
         run_rfm("quantile", "orders", ""),
         vec![
             row(&["A", "1", "3", "175.00", "3", "3", "2", "332", "Champions"]),
-            row(&["B", "61", "1", "300.00", "2", "1", "3", "213", "Big spenders"]),
+            row(&[
+                "B",
+                "61",
+                "1",
+                "300.00",
+                "2",
+                "1",
+                "3",
+                "213",
+                "Big spenders"
+            ]),
             row(&["C", "306", "2", "50.00", "2", "2", "2", "222", "Others"]),
-            row(&["D", "366", "1", "500.00", "1", "1", "3", "113", "Big spenders"]),
+            row(&[
+                "D",
+                "366",
+                "1",
+                "500.00",
+                "1",
+                "1",
+                "3",
+                "113",
+                "Big spenders"
+            ]),
             row(&["E", "1", "2", "20.00", "3", "2", "1", "321", "Others"]),
             row(&["F", "1096", "1", "5.00", "1", "1", "1", "111", "Lost"]),
         ]
@@ -129,7 +183,10 @@ fn rfm_quantile_scores_share_ties() {
 #[test]
 fn rfm_purchase_days_and_lookback() {
     let rows = run_rfm("ntile", "purchase_days", "lookback: 2 years");
-    let got: Vec<Vec<String>> = rows.iter().map(|r| vec![r[0].clone(), r[2].clone(), r[7].clone()]).collect();
+    let got: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| vec![r[0].clone(), r[2].clone(), r[7].clone()])
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -168,10 +225,24 @@ outputs:
   tiers: { from: tiers, order_by: [value_rank] }
 "#,
     );
-    segflow(&["run", p.to_str().expect("utf8"), "--period", "2025"], s.dir.path()).assert_code(0);
+    segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    )
+    .assert_code(0);
     let (names, rows) = read_parquet(&parquet_files(&s.path("out/tiers"))[0]);
     assert_eq!(
-        project(&names, &rows, &["customer_id", "revenue", "value_rank", "cumulative_share_before", "tier"]),
+        project(
+            &names,
+            &rows,
+            &[
+                "customer_id",
+                "revenue",
+                "value_rank",
+                "cumulative_share_before",
+                "tier"
+            ]
+        ),
         vec![
             row(&["P1", "500.00", "1", "0.0", "A"]),
             row(&["P2", "300.00", "2", "0.5", "A"]),

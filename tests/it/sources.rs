@@ -16,7 +16,10 @@ fn csv_headers_are_matched_by_name_across_a_glob() {
         "crm/customers_1.csv",
         "\u{feff} Postal_Code ;CUSTOMER_ID;note\n11420;A;\"x; y\nz\"\n;B;plain\n",
     );
-    s.write("crm/customers_2.csv", " postal_code;customer_id;note\n22100;C;\n");
+    s.write(
+        "crm/customers_2.csv",
+        " postal_code;customer_id;note\n22100;C;\n",
+    );
     let p = s.write(
         "p.yaml",
         r#"
@@ -34,14 +37,34 @@ outputs:
   listed: { from: listed, order_by: [customer_id] }
 "#,
     );
-    let r = segflow(&["run", p.to_str().expect("utf8"), "--period", "2025"], s.dir.path());
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
     r.assert_code(0);
     let (names, rows) = read_parquet(&parquet_files(&s.path("out/listed"))[0]);
     assert_eq!(names, vec!["customer_id", "postal_code", "len"]);
-    assert_eq!(rows, vec![row(&["A", "11420", "5"]), row(&["B", "NULL", "NULL"]), row(&["C", "22100", "5"])]);
+    assert_eq!(
+        rows,
+        vec![
+            row(&["A", "11420", "5"]),
+            row(&["B", "NULL", "NULL"]),
+            row(&["C", "22100", "5"])
+        ]
+    );
     let m = r.manifest();
-    let per_file: Vec<(String, u64)> = m.inputs.iter().map(|i| (i.path.rsplit('/').next().unwrap_or("").to_string(), i.rows)).collect();
-    assert_eq!(per_file, vec![("customers_1.csv".to_string(), 2), ("customers_2.csv".to_string(), 1)]);
+    let per_file: Vec<(String, u64)> = m
+        .inputs
+        .iter()
+        .map(|i| (i.path.rsplit('/').next().unwrap_or("").to_string(), i.rows))
+        .collect();
+    assert_eq!(
+        per_file,
+        vec![
+            ("customers_1.csv".to_string(), 2),
+            ("customers_2.csv".to_string(), 1)
+        ]
+    );
 }
 
 #[test]
@@ -72,11 +95,22 @@ outputs:
   typed: { from: typed }
 "#,
     );
-    segflow(&["run", p.to_str().expect("utf8"), "--period", "2025"], s.dir.path()).assert_code(0);
+    segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    )
+    .assert_code(0);
     let (names, rows) = read_parquet(&parquet_files(&s.path("out/typed"))[0]);
     assert_eq!(
-        project(&names, &rows, &["customer_id", "doubled", "next_day", "visits", "vip"]),
-        vec![row(&["A", "25.00", "2025-01-03", "3", "true"]), row(&["B", "0.50", "2026-01-01", "NULL", "false"])]
+        project(
+            &names,
+            &rows,
+            &["customer_id", "doubled", "next_day", "visits", "vip"]
+        ),
+        vec![
+            row(&["A", "25.00", "2025-01-03", "3", "true"]),
+            row(&["B", "0.50", "2026-01-01", "NULL", "false"])
+        ]
     );
 }
 
@@ -88,7 +122,15 @@ fn parquet_and_csv_sources_agree() {
     for format in ["csv", "parquet"] {
         let dir = s.path(format);
         segflow(
-            &["generate", "--out", dir.to_str().expect("utf8"), "--customers", "300", "--format", format],
+            &[
+                "generate",
+                "--out",
+                dir.to_str().expect("utf8"),
+                "--customers",
+                "300",
+                "--format",
+                format,
+            ],
             s.dir.path(),
         )
         .assert_code(0);
@@ -117,10 +159,15 @@ outputs:
     let mut results = Vec::new();
     for format in ["csv", "parquet"] {
         let p = s.write(&format!("{format}.yaml"), &pipeline(format));
-        let r = segflow(&["run", p.to_str().expect("utf8"), "--period", "2025"], s.dir.path());
+        let r = segflow(
+            &["run", p.to_str().expect("utf8"), "--period", "2025"],
+            s.dir.path(),
+        );
         r.assert_code(0);
         assert!(r.manifest().inputs[0].rows > 1000);
-        results.push(read_parquet(&parquet_files(&s.path(&format!("out_{format}/rfm")))[0]));
+        results.push(read_parquet(
+            &parquet_files(&s.path(&format!("out_{format}/rfm")))[0],
+        ));
     }
     assert!(!results[0].1.is_empty());
     assert_eq!(results[0], results[1]);
@@ -134,13 +181,27 @@ fn required_nulls_fail_the_checks_with_exit_1_and_commit_nothing() {
         "p.yaml",
         "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c:\n    path: c.csv\n    schema: { customer_id: { type: string, required: true }, email: string }\nsteps: [ { name: s, sql: SELECT customer_id FROM c } ]\noutputs: { s: { from: s } }\n",
     );
-    let r = segflow(&["run", p.to_str().expect("utf8"), "--period", "2025"], s.dir.path());
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
     r.assert_code(1);
-    assert!(r.stderr.contains("2 row(s) have no `customer_id`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("2 row(s) have no `customer_id`"),
+        "{}",
+        r.stderr
+    );
     let m = r.manifest();
     assert_eq!(m.status, segflow_manifest::RunStatus::ChecksFailed);
     assert_eq!(m.checks.len(), 1);
-    assert_eq!((m.checks[0].target.as_str(), m.checks[0].failing_rows, m.checks[0].passed), ("c.customer_id", 2, false));
+    assert_eq!(
+        (
+            m.checks[0].target.as_str(),
+            m.checks[0].failing_rows,
+            m.checks[0].passed
+        ),
+        ("c.customer_id", 2, false)
+    );
     assert!(!s.path("out/s").exists());
 }
 
@@ -151,15 +212,33 @@ fn missing_files_and_columns_are_runtime_errors_naming_the_file() {
         "p.yaml",
         "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c: { path: 'exports/c_*.csv', schema: { customer_id: string, email: string } }\nsteps: [ { name: s, sql: SELECT customer_id FROM c } ]\noutputs: { s: { from: s } }\n",
     );
-    let r = segflow(&["run", p.to_str().expect("utf8"), "--period", "2025"], s.dir.path());
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
     r.assert_code(2);
-    assert!(r.stderr.contains("source `c`: no files match"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("source `c`: no files match"),
+        "{}",
+        r.stderr
+    );
     s.write("exports/c_1.csv", "customer_id,mail\nA,a@x\n");
-    let r = segflow(&["run", p.to_str().expect("utf8"), "--period", "2025"], s.dir.path());
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
     r.assert_code(2);
-    assert!(r.stderr.contains("c_1.csv` lacks declared column `email` (the file has: customer_id, mail)"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("c_1.csv` lacks declared column `email` (the file has: customer_id, mail)"),
+        "{}",
+        r.stderr
+    );
     s.write("exports/c_1.csv", "customer_id,email\nA,a@x\nB\n");
-    let r = segflow(&["run", p.to_str().expect("utf8"), "--period", "2025"], s.dir.path());
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
     r.assert_code(2);
     assert!(r.stderr.contains("c_1.csv"), "{}", r.stderr);
 }
@@ -181,17 +260,42 @@ fn plan_and_explain_read_no_data() {
         .as_array()
         .expect("nodes")
         .iter()
-        .map(|n| (n["name"].as_str().unwrap_or(""), n["kind"].as_str().unwrap_or("")))
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap_or(""),
+                n["kind"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert_eq!(nodes, vec![("o", "source (csv)"), ("total", "sql"), ("tier", "pareto")]);
+    assert_eq!(
+        nodes,
+        vec![("o", "source (csv)"), ("total", "sql"), ("tier", "pareto")]
+    );
     assert_eq!(plan["period_end"], "2025-12-01");
-    assert!(plan["outputs"][0]["replaces"].as_str().unwrap_or("").ends_with("out/tier/period=2025-11"));
-    assert!(plan["nodes"][0]["files"][0]["url"].as_str().unwrap_or("").ends_with("/o.csv"));
+    assert!(
+        plan["outputs"][0]["replaces"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("out/tier/period=2025-11")
+    );
+    assert!(
+        plan["nodes"][0]["files"][0]["url"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/o.csv")
+    );
 
-    let r = segflow(&["explain", p, "--period", "2025-11", "--step", "tier"], s.dir.path());
+    let r = segflow(
+        &["explain", p, "--period", "2025-11", "--step", "tier"],
+        s.dir.path(),
+    );
     r.assert_code(0);
     assert!(r.stdout.contains("== step tier =="), "{}", r.stdout);
     assert!(r.stdout.contains("physical_plan"), "{}", r.stdout);
-    assert!(r.stdout.contains("WindowAggExec") || r.stdout.contains("BoundedWindowAggExec"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("WindowAggExec") || r.stdout.contains("BoundedWindowAggExec"),
+        "{}",
+        r.stdout
+    );
     assert!(!s.path("out").exists());
 }

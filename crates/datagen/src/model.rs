@@ -39,9 +39,23 @@ pub struct Order {
     pub category: &'static str,
 }
 
-const REGIONS: [&str; 6] = ["Stockholm", "Uppsala", "Skane", "Vastra Gotaland", "Ostergotland", "Norrland"];
+const REGIONS: [&str; 6] = [
+    "Stockholm",
+    "Uppsala",
+    "Skane",
+    "Vastra Gotaland",
+    "Ostergotland",
+    "Norrland",
+];
 const GROUPS: &str = "ABCDEFGHIJK";
-const CATEGORIES: [&str; 6] = ["apparel", "shoes", "home", "beauty", "sports", "electronics"];
+const CATEGORIES: [&str; 6] = [
+    "apparel",
+    "shoes",
+    "home",
+    "beauty",
+    "sports",
+    "electronics",
+];
 const CHANNELS: [&str; 3] = ["web", "store", "app"];
 
 /// Mixes a seed and a stream number into an independent RNG.
@@ -76,7 +90,11 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 }
 
 /// One customer and their orders; order ids are assigned by the caller.
-pub(crate) fn customer(scale: &Scale, index: usize, areas: &[PostalArea]) -> (Customer, Vec<Order>) {
+pub(crate) fn customer(
+    scale: &Scale,
+    index: usize,
+    areas: &[PostalArea],
+) -> (Customer, Vec<Order>) {
     let mut rng = stream(scale.seed, index as u64);
     let start = date(scale.first_year, 1, 1);
     let end = date(scale.last_year + 1, 1, 1);
@@ -97,10 +115,14 @@ pub(crate) fn customer(scale: &Scale, index: usize, areas: &[PostalArea]) -> (Cu
     let active_share = 0.6 * (1.0 - 0.6 * (1.0 - (-1.0_f64 / 0.6).exp()));
     let mean_rate = scale.orders_per_customer / (years * active_share).max(0.1);
     let rate = Gamma::new(1.5, mean_rate / 1.5).map_or(mean_rate, |g| g.sample(&mut rng));
-    let lifetime_days = Exp::new(1.0 / (span_days as f64 * 0.6)).map_or(span_days as f64, |e| e.sample(&mut rng));
+    let lifetime_days =
+        Exp::new(1.0 / (span_days as f64 * 0.6)).map_or(span_days as f64, |e| e.sample(&mut rng));
     let churn = signup + Days::new(lifetime_days as u64);
-    let spend = LogNormal::new(6.3 + 0.08 * (10 - GROUPS.find(&area.geo_group).unwrap_or(5) as i32) as f64 * 0.5, 0.7)
-        .map_or(500.0, |d| d.sample(&mut rng));
+    let spend = LogNormal::new(
+        6.3 + 0.08 * (10 - GROUPS.find(&area.geo_group).unwrap_or(5) as i32) as f64 * 0.5,
+        0.7,
+    )
+    .map_or(500.0, |d| d.sample(&mut rng));
     let customer = Customer {
         customer_id: customer_id.clone(),
         email: format!("{}@example.com", customer_id.to_lowercase()),
@@ -117,7 +139,8 @@ pub(crate) fn customer(scale: &Scale, index: usize, areas: &[PostalArea]) -> (Cu
         if day >= end || day >= churn {
             break;
         }
-        let amount = (spend * LogNormal::new(0.0, 0.35).map_or(1.0, |d| d.sample(&mut rng)) * 100.0).round();
+        let amount =
+            (spend * LogNormal::new(0.0, 0.35).map_or(1.0, |d| d.sample(&mut rng)) * 100.0).round();
         orders.push(Order {
             order_id: 0,
             customer_id: customer_id.clone(),
@@ -135,8 +158,14 @@ mod tests {
 
     #[test]
     fn a_customer_is_the_same_at_any_scale() {
-        let small = Scale { customers: 10, ..Scale::demo() };
-        let large = Scale { customers: 10_000, ..Scale::demo() };
+        let small = Scale {
+            customers: 10,
+            ..Scale::demo()
+        };
+        let large = Scale {
+            customers: 10_000,
+            ..Scale::demo()
+        };
         let areas = postal_areas(&small);
         assert_eq!(customer(&small, 7, &areas), customer(&large, 7, &areas));
     }
@@ -156,6 +185,9 @@ mod tests {
             })
             .sum();
         let mean = total as f64 / 2000.0;
-        assert!((8.0..12.0).contains(&mean), "mean orders per customer {mean}");
+        assert!(
+            (8.0..12.0).contains(&mean),
+            "mean orders per customer {mean}"
+        );
     }
 }

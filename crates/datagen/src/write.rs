@@ -5,7 +5,9 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
@@ -61,35 +63,52 @@ impl TableWriter {
             FileFormat::Csv => {
                 let mut w = csv::Writer::from_writer(file);
                 w.write_record(schema.fields().iter().map(|f| f.name().as_str()))
-                    .map_err(|source| GenError::Csv { path: path.display().to_string(), source })?;
+                    .map_err(|source| GenError::Csv {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
                 TableWriter::Csv(w, path)
             }
             FileFormat::Parquet => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
                     .build();
-                let w = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props))
-                    .map_err(|source| GenError::Parquet { path: path.display().to_string(), source })?;
+                let w = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props)).map_err(
+                    |source| GenError::Parquet {
+                        path: path.display().to_string(),
+                        source,
+                    },
+                )?;
                 TableWriter::Parquet(w, schema, path)
             }
         })
     }
 
-    fn write(&mut self, rows: Vec<Vec<String>>, columns: impl FnOnce() -> Vec<ArrayRef>) -> Result<(), GenError> {
+    fn write(
+        &mut self,
+        rows: Vec<Vec<String>>,
+        columns: impl FnOnce() -> Vec<ArrayRef>,
+    ) -> Result<(), GenError> {
         match self {
             TableWriter::Csv(w, path) => {
                 for row in rows {
-                    w.write_record(&row)
-                        .map_err(|source| GenError::Csv { path: path.display().to_string(), source })?;
+                    w.write_record(&row).map_err(|source| GenError::Csv {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
                 }
             }
             TableWriter::Parquet(w, schema, path) => {
-                let batch = RecordBatch::try_new(Arc::clone(schema), columns()).map_err(|e| GenError::Parquet {
-                    path: path.display().to_string(),
-                    source: e.into(),
+                let batch = RecordBatch::try_new(Arc::clone(schema), columns()).map_err(|e| {
+                    GenError::Parquet {
+                        path: path.display().to_string(),
+                        source: e.into(),
+                    }
                 })?;
-                w.write(&batch)
-                    .map_err(|source| GenError::Parquet { path: path.display().to_string(), source })?;
+                w.write(&batch).map_err(|source| GenError::Parquet {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             }
         }
         Ok(())
@@ -98,10 +117,12 @@ impl TableWriter {
     fn finish(self) -> Result<(), GenError> {
         match self {
             TableWriter::Csv(mut w, path) => w.flush().map_err(io_err(&path)),
-            TableWriter::Parquet(w, _, path) => w
-                .close()
-                .map(|_| ())
-                .map_err(|source| GenError::Parquet { path: path.display().to_string(), source }),
+            TableWriter::Parquet(w, _, path) => {
+                w.close().map(|_| ()).map_err(|source| GenError::Parquet {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
         }
     }
 }
@@ -147,12 +168,24 @@ fn write_customers(w: &mut TableWriter, chunk: &[Customer]) -> Result<(), GenErr
     };
     w.write(rows, || {
         vec![
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|c| c.customer_id.as_str()))),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|c| c.email.as_str()))),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|c| c.postal_code.as_str()))),
-            Arc::new(Int32Array::from_iter_values(chunk.iter().map(|c| c.birth_year))),
-            Arc::new(Date32Array::from_iter_values(chunk.iter().map(|c| days(c.signup_date)))),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|c| c.channel))),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|c| c.customer_id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|c| c.email.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|c| c.postal_code.as_str()),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                chunk.iter().map(|c| c.birth_year),
+            )),
+            Arc::new(Date32Array::from_iter_values(
+                chunk.iter().map(|c| days(c.signup_date)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|c| c.channel),
+            )),
         ]
     })
 }
@@ -175,24 +208,43 @@ fn write_orders(w: &mut TableWriter, chunk: &[Order]) -> Result<(), GenError> {
         Vec::new()
     };
     w.write(rows, || {
-        let amounts = Decimal128Array::from_iter_values(chunk.iter().map(|o| i128::from(o.amount_cents)))
-            .with_precision_and_scale(12, 2)
-            .unwrap_or_else(|_| Decimal128Array::from(Vec::<i128>::new()));
+        let amounts =
+            Decimal128Array::from_iter_values(chunk.iter().map(|o| i128::from(o.amount_cents)))
+                .with_precision_and_scale(12, 2)
+                .unwrap_or_else(|_| Decimal128Array::from(Vec::<i128>::new()));
         vec![
-            Arc::new(Int64Array::from_iter_values(chunk.iter().map(|o| o.order_id))),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|o| o.customer_id.as_str()))),
-            Arc::new(Date32Array::from_iter_values(chunk.iter().map(|o| days(o.order_date)))),
+            Arc::new(Int64Array::from_iter_values(
+                chunk.iter().map(|o| o.order_id),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|o| o.customer_id.as_str()),
+            )),
+            Arc::new(Date32Array::from_iter_values(
+                chunk.iter().map(|o| days(o.order_date)),
+            )),
             Arc::new(amounts),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|o| o.category))),
+            Arc::new(StringArray::from_iter_values(
+                chunk.iter().map(|o| o.category),
+            )),
         ]
     })
 }
 
 fn write_geodemographics(path: &Path, areas: &[PostalArea]) -> Result<(), GenError> {
-    let csv_err = |source| GenError::Csv { path: path.display().to_string(), source };
+    let csv_err = |source| GenError::Csv {
+        path: path.display().to_string(),
+        source,
+    };
     let mut w = csv::Writer::from_path(path).map_err(csv_err)?;
-    w.write_record(["postal_code", "region", "geo_group", "geo_type", "median_income", "households"])
-        .map_err(csv_err)?;
+    w.write_record([
+        "postal_code",
+        "region",
+        "geo_group",
+        "geo_type",
+        "median_income",
+        "households",
+    ])
+    .map_err(csv_err)?;
     for a in areas {
         w.write_record([
             a.postal_code.as_str(),
@@ -210,7 +262,9 @@ fn write_geodemographics(path: &Path, areas: &[PostalArea]) -> Result<(), GenErr
 /// Writes `crm/customers.*`, `crm/orders.*` and `reference/geodemographics.csv` under `dir`.
 pub fn generate(dir: &Path, scale: &Scale, format: FileFormat) -> Result<GeneratedFiles, GenError> {
     if scale.customers == 0 || scale.postal_areas == 0 || scale.postal_areas > 89_000 {
-        return Err(GenError::Scale("need customers >= 1 and 1..=89000 postal areas".into()));
+        return Err(GenError::Scale(
+            "need customers >= 1 and 1..=89000 postal areas".into(),
+        ));
     }
     if scale.first_year > scale.last_year {
         return Err(GenError::Scale("first year after last year".into()));
@@ -271,7 +325,10 @@ mod tests {
     #[test]
     fn same_seed_same_bytes() {
         let dir = tempfile::tempdir().expect("tmp");
-        let scale = Scale { customers: 200, ..Scale::demo() };
+        let scale = Scale {
+            customers: 200,
+            ..Scale::demo()
+        };
         let a = generate(&dir.path().join("a"), &scale, FileFormat::Csv).expect("a");
         let b = generate(&dir.path().join("b"), &scale, FileFormat::Csv).expect("b");
         let read = |p: &Path| std::fs::read(p).expect("read");

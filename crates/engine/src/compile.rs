@@ -17,12 +17,22 @@ fn read_only() -> SQLOptions {
 }
 
 /// Fails with a clear message when a model's input lacks a column the model was told to use.
-async fn require_columns(ctx: &SessionContext, step: &Step, input: &str, columns: &[&str]) -> Result<(), RunError> {
+async fn require_columns(
+    ctx: &SessionContext,
+    step: &Step,
+    input: &str,
+    columns: &[&str],
+) -> Result<(), RunError> {
     let table = ctx.table(input).await.map_err(|e| RunError::Step {
         step: step.name.value.clone(),
         source: Box::new(e),
     })?;
-    let have: Vec<String> = table.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let have: Vec<String> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     for column in columns {
         if !have.iter().any(|h| h == column) {
             return Err(RunError::StepInput {
@@ -38,7 +48,11 @@ async fn require_columns(ctx: &SessionContext, step: &Step, input: &str, columns
 }
 
 /// The SQL a step runs: the user's query, or the model's generated query.
-pub async fn step_sql(ctx: &SessionContext, step: &Step, period: Period) -> Result<String, RunError> {
+pub async fn step_sql(
+    ctx: &SessionContext,
+    step: &Step,
+    period: Period,
+) -> Result<String, RunError> {
     Ok(match &step.kind {
         StepKind::Sql(s) => s.sql.value.clone(),
         StepKind::Rfm(m) => {
@@ -48,13 +62,23 @@ pub async fn step_sql(ctx: &SessionContext, step: &Step, period: Period) -> Resu
             rfm_sql(m, &m.input.value, m.reference_date.unwrap_or(period.end()))
         }
         StepKind::Pareto(p) => {
-            require_columns(ctx, step, &p.input.value, &[p.customer.as_str(), p.value.as_str()]).await?;
+            require_columns(
+                ctx,
+                step,
+                &p.input.value,
+                &[p.customer.as_str(), p.value.as_str()],
+            )
+            .await?;
             pareto_sql(p, &p.input.value)
         }
     })
 }
 
-pub async fn compile_step(ctx: &SessionContext, step: &Step, period: Period) -> Result<DataFrame, RunError> {
+pub async fn compile_step(
+    ctx: &SessionContext,
+    step: &Step,
+    period: Period,
+) -> Result<DataFrame, RunError> {
     let sql = step_sql(ctx, step, period).await?;
     ctx.sql_with_options(&sql, read_only())
         .await

@@ -36,7 +36,10 @@ pub enum RunError {
     Sink(#[from] SinkError),
 
     #[error("{what} `{location}`: only local paths and file:// URLs can be written so far")]
-    UnsupportedLocation { what: &'static str, location: String },
+    UnsupportedLocation {
+        what: &'static str,
+        location: String,
+    },
 
     #[error("cannot write the run manifest `{path}`: {source}")]
     Manifest {

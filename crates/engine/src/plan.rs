@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use serde::Serialize;
 use segflow_sinks::partition_dir;
 use segflow_spec::{Period, Pipeline};
+use serde::Serialize;
 
 use crate::compile::{compile_step, step_sql};
 use crate::error::RunError;
@@ -61,7 +61,13 @@ pub async fn plan(pipeline: &Pipeline, period: Period) -> Result<PlanReport, Run
     for name in &pipeline.execution_order {
         if let Some(source) = pipeline.source(name) {
             let files = match segflow_sources::list_files(&ctx, source).await {
-                Ok(files) => files.into_iter().map(|f| PlanFile { url: f.url, size: f.size }).collect(),
+                Ok(files) => files
+                    .into_iter()
+                    .map(|f| PlanFile {
+                        url: f.url,
+                        size: f.size,
+                    })
+                    .collect(),
                 Err(e) => {
                     problems.push(e.to_string());
                     Vec::new()
@@ -91,7 +97,11 @@ pub async fn plan(pipeline: &Pipeline, period: Period) -> Result<PlanReport, Run
             name: o.name.value.clone(),
             from: o.from.value.clone(),
             path: o.path.clone(),
-            replaces: format!("{}/{}", o.path.trim_end_matches('/'), partition_dir("period", Some(&period.to_string()))),
+            replaces: format!(
+                "{}/{}",
+                o.path.trim_end_matches('/'),
+                partition_dir("period", Some(&period.to_string()))
+            ),
             partition_by: o.partition_by.clone(),
         })
         .collect();
@@ -118,14 +128,23 @@ pub struct StepExplanation {
 
 /// Plans every step (or the named ones) over lazily scanned sources: only file headers and
 /// Parquet footers are read.
-pub async fn explain(pipeline: &Pipeline, period: Period, only: &[String]) -> Result<Vec<StepExplanation>, RunError> {
+pub async fn explain(
+    pipeline: &Pipeline,
+    period: Period,
+    only: &[String],
+) -> Result<Vec<StepExplanation>, RunError> {
     for name in only {
         if pipeline.step(name).is_none() {
             return Err(RunError::StepInput {
                 step: name.clone(),
                 message: format!(
                     "no such step (steps: {})",
-                    pipeline.steps.iter().map(|s| s.name.value.as_str()).collect::<Vec<_>>().join(", ")
+                    pipeline
+                        .steps
+                        .iter()
+                        .map(|s| s.name.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -140,7 +159,8 @@ pub async fn explain(pipeline: &Pipeline, period: Period, only: &[String]) -> Re
         if let Some(source) = pipeline.source(name) {
             let files = segflow_sources::list_files(&ctx, source).await?;
             let df = segflow_sources::scan(&ctx, source, &files).await?;
-            ctx.register_table(name.as_str(), df.into_view()).map_err(register_err)?;
+            ctx.register_table(name.as_str(), df.into_view())
+                .map_err(register_err)?;
             continue;
         }
         let Some(step) = pipeline.step(name) else {
@@ -149,8 +169,16 @@ pub async fn explain(pipeline: &Pipeline, period: Period, only: &[String]) -> Re
         let sql = step_sql(&ctx, step, period).await?;
         let df = compile_step(&ctx, step, period).await?;
         if only.is_empty() || only.contains(name) {
-            let batches = df.clone().explain(false, false).map_err(register_err)?.collect().await.map_err(register_err)?;
-            let plan = pretty_format_batches(&batches).map_err(|e| register_err(e.into()))?.to_string();
+            let batches = df
+                .clone()
+                .explain(false, false)
+                .map_err(register_err)?
+                .collect()
+                .await
+                .map_err(register_err)?;
+            let plan = pretty_format_batches(&batches)
+                .map_err(|e| register_err(e.into()))?
+                .to_string();
             out.push(StepExplanation {
                 step: name.clone(),
                 sql,
@@ -158,7 +186,8 @@ pub async fn explain(pipeline: &Pipeline, period: Period, only: &[String]) -> Re
             });
         }
         let view: Arc<dyn datafusion::catalog::TableProvider> = df.into_view();
-        ctx.register_table(name.as_str(), view).map_err(register_err)?;
+        ctx.register_table(name.as_str(), view)
+            .map_err(register_err)?;
     }
     Ok(out)
 }

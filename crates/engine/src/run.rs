@@ -62,7 +62,12 @@ pub(crate) fn local_path(what: &'static str, location: &str) -> Result<PathBuf, 
 fn new_run_id(period: Period) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.write_u32(std::process::id());
     format!(
         "{}-{period}-{:06x}",
@@ -165,7 +170,9 @@ async fn execute(
     for source in &pipeline.sources {
         extract(&ctx, source, manifest, &mut rows, &mut failures).await?;
     }
-    manifest.timings.insert("extract".into(), started.elapsed().as_secs_f64());
+    manifest
+        .timings
+        .insert("extract".into(), started.elapsed().as_secs_f64());
     if !failures.is_empty() {
         return Err(RunError::ChecksFailed { failures });
     }
@@ -182,7 +189,8 @@ async fn execute(
             source: Box::new(e),
         };
         let (table, written) = materialize(df).await.map_err(step_err)?;
-        ctx.register_table(name.as_str(), Arc::new(table)).map_err(step_err)?;
+        ctx.register_table(name.as_str(), Arc::new(table))
+            .map_err(step_err)?;
         let inputs: BTreeMap<String, u64> = step
             .inputs()
             .iter()
@@ -201,7 +209,9 @@ async fn execute(
         });
         rows.insert(name.clone(), written as u64);
     }
-    manifest.timings.insert("transform".into(), started.elapsed().as_secs_f64());
+    manifest
+        .timings
+        .insert("transform".into(), started.elapsed().as_secs_f64());
 
     let started = Instant::now();
     let metadata = file_metadata(pipeline, request, manifest);
@@ -227,14 +237,18 @@ async fn execute(
         });
         staged.push(table);
     }
-    manifest.timings.insert("write".into(), started.elapsed().as_secs_f64());
+    manifest
+        .timings
+        .insert("write".into(), started.elapsed().as_secs_f64());
 
     let started = Instant::now();
     for (table, record) in staged.iter().zip(manifest.outputs.iter_mut()) {
         table.commit()?;
         record.committed = true;
     }
-    manifest.timings.insert("commit".into(), started.elapsed().as_secs_f64());
+    manifest
+        .timings
+        .insert("commit".into(), started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -243,7 +257,9 @@ async fn execute(
 /// The schema is taken from the physical plan, not the logical one: DataFusion 55 can widen a
 /// decimal SUM in the final aggregation phase beyond what the logical plan declares. Fields
 /// are declared nullable, as a plan's nullability claims are not always what batches carry.
-pub(crate) async fn collect_physical(df: DataFrame) -> datafusion::error::Result<(SchemaRef, Vec<Vec<RecordBatch>>)> {
+pub(crate) async fn collect_physical(
+    df: DataFrame,
+) -> datafusion::error::Result<(SchemaRef, Vec<Vec<RecordBatch>>)> {
     let task = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await?;
     let schema = Arc::new(Schema::new(
@@ -310,7 +326,10 @@ async fn extract(
         let message = if passed {
             "no NULL values".to_string()
         } else {
-            format!("{nulls} row(s) have no `{}`, which is declared required", column.name)
+            format!(
+                "{nulls} row(s) have no `{}`, which is declared required",
+                column.name
+            )
         };
         if !passed {
             failures.push(format!("source `{name}`: {message}"));
@@ -334,7 +353,11 @@ async fn extract(
     manifest.steps.push(StepRecord {
         name: name.clone(),
         kind: "source".into(),
-        inputs: files.iter().zip(&loaded.rows_per_file).map(|(f, r)| (f.url.clone(), *r as u64)).collect(),
+        inputs: files
+            .iter()
+            .zip(&loaded.rows_per_file)
+            .map(|(f, r)| (f.url.clone(), *r as u64))
+            .collect(),
         rows_read: total,
         rows_written: total,
         rows_rejected: 0,
@@ -347,7 +370,11 @@ async fn extract(
 
 /// Parquet key/value metadata. Only values that are the same for the same inputs go here (no
 /// run id, no timestamp), so re-runs stay byte-identical; the manifest links files to runs.
-fn file_metadata(pipeline: &Pipeline, request: &RunRequest, manifest: &Manifest) -> Vec<(String, String)> {
+fn file_metadata(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    manifest: &Manifest,
+) -> Vec<(String, String)> {
     let mut inputs = Sha256::new();
     for input in &manifest.inputs {
         inputs.update(input.sha256.as_bytes());
@@ -355,9 +382,15 @@ fn file_metadata(pipeline: &Pipeline, request: &RunRequest, manifest: &Manifest)
     }
     vec![
         ("segflow.pipeline".into(), pipeline.name.clone()),
-        ("segflow.pipeline_sha256".into(), request.pipeline_sha256.clone()),
+        (
+            "segflow.pipeline_sha256".into(),
+            request.pipeline_sha256.clone(),
+        ),
         ("segflow.period".into(), request.period.to_string()),
-        ("segflow.inputs_sha256".into(), hex::encode(inputs.finalize())),
+        (
+            "segflow.inputs_sha256".into(),
+            hex::encode(inputs.finalize()),
+        ),
         ("segflow.version".into(), env!("CARGO_PKG_VERSION").into()),
     ]
 }
@@ -387,8 +420,16 @@ async fn stage_output(
         output: name.clone(),
         source: Box::new(e),
     };
-    let df = ctx.table(output.from.value.as_str()).await.map_err(query_err)?;
-    let fields: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let df = ctx
+        .table(output.from.value.as_str())
+        .await
+        .map_err(query_err)?;
+    let fields: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     if fields.iter().any(|f| f == "period") {
         return Err(RunError::Output {
             output: name.clone(),
@@ -403,7 +444,11 @@ async fn stage_output(
         if !fields.contains(c) {
             return Err(RunError::Output {
                 output: name.clone(),
-                message: format!("no column `{c}` in step `{}` (it has: {})", output.from.value, fields.join(", ")),
+                message: format!(
+                    "no column `{c}` in step `{}` (it has: {})",
+                    output.from.value,
+                    fields.join(", ")
+                ),
             });
         }
     }
@@ -411,7 +456,13 @@ async fn stage_output(
     // so files are identical whatever the parallelism.
     let mut order: Vec<String> = sub_partitions.clone();
     order.extend(output.order_by.iter().cloned());
-    order.extend(fields.iter().filter(|f| !order.contains(f)).cloned().collect::<Vec<_>>());
+    order.extend(
+        fields
+            .iter()
+            .filter(|f| !order.contains(f))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     let sort: Vec<SortExpr> = order.iter().map(|c| column(c).sort(true, false)).collect();
     let projection: Vec<Expr> = df
         .schema()
@@ -422,7 +473,11 @@ async fn stage_output(
             None => column(f.name()),
         })
         .collect();
-    let df = df.select(projection).map_err(query_err)?.sort(sort).map_err(query_err)?;
+    let df = df
+        .select(projection)
+        .map_err(query_err)?
+        .sort(sort)
+        .map_err(query_err)?;
     let (schema, partitions) = collect_physical(df).await.map_err(query_err)?;
     let batches: Vec<RecordBatch> = partitions.into_iter().flatten().collect();
     let root = local_path("output", &output.path)?;

@@ -18,6 +18,11 @@ pub fn session(options: &EngineOptions) -> Result<SessionContext, RunError> {
     if let Some(bytes) = options.memory_limit {
         runtime = runtime.with_memory_limit(usize::try_from(bytes).unwrap_or(usize::MAX), 1.0);
     }
-    let runtime = runtime.build().map_err(|e| RunError::Session(Box::new(e)))?;
-    Ok(SessionContext::new_with_config_rt(config, Arc::new(runtime)))
+    let runtime = runtime
+        .build()
+        .map_err(|e| RunError::Session(Box::new(e)))?;
+    Ok(SessionContext::new_with_config_rt(
+        config,
+        Arc::new(runtime),
+    ))
 }

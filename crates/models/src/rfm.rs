@@ -14,7 +14,9 @@
 //!   `frequency` and `monetary`.
 
 use chrono::{Days, Months, NaiveDate};
-use segflow_spec::{FrequencyMeasure, LookbackUnit, MonetaryMeasure, RfmSpec, ScoreMethod, SegmentRule};
+use segflow_spec::{
+    FrequencyMeasure, LookbackUnit, MonetaryMeasure, RfmSpec, ScoreMethod, SegmentRule,
+};
 
 use crate::sql::{quote_ident, quote_literal};
 
@@ -24,7 +26,9 @@ fn window_start(spec: &RfmSpec, reference: NaiveDate) -> Option<NaiveDate> {
     match lb.unit {
         LookbackUnit::Days => reference.checked_sub_days(Days::new(u64::from(lb.amount))),
         LookbackUnit::Months => reference.checked_sub_months(Months::new(lb.amount)),
-        LookbackUnit::Years => reference.checked_sub_months(Months::new(lb.amount.saturating_mul(12))),
+        LookbackUnit::Years => {
+            reference.checked_sub_months(Months::new(lb.amount.saturating_mul(12)))
+        }
     }
 }
 
@@ -62,7 +66,11 @@ fn cuts_below(cuts: &str, measure: &str, bins: u32) -> String {
 fn segment_case(rules: &[SegmentRule]) -> String {
     let whens: Vec<String> = rules
         .iter()
-        .filter_map(|r| r.when.as_ref().map(|w| format!("WHEN ({w}) THEN {}", quote_literal(&r.name))))
+        .filter_map(|r| {
+            r.when
+                .as_ref()
+                .map(|w| format!("WHEN ({w}) THEN {}", quote_literal(&r.name)))
+        })
         .collect();
     let otherwise = rules
         .iter()
@@ -80,7 +88,10 @@ pub fn rfm_sql(spec: &RfmSpec, input: &str, reference: NaiveDate) -> String {
     let customer = quote_ident(&spec.customer);
     let date = quote_ident(&spec.date);
     let amount = quote_ident(&spec.amount);
-    let order_id = spec.order_id.as_deref().map_or_else(|| "NULL".to_string(), quote_ident);
+    let order_id = spec
+        .order_id
+        .as_deref()
+        .map_or_else(|| "NULL".to_string(), quote_ident);
     let mut filters = vec![
         format!("{customer} IS NOT NULL"),
         format!("{date} IS NOT NULL"),
@@ -187,12 +198,24 @@ mod tests {
     #[test]
     fn lookback_windows_count_back_from_the_reference_date() {
         let reference = d("2026-01-01");
-        let years = spec(Some(Lookback { amount: 3, unit: LookbackUnit::Years }));
+        let years = spec(Some(Lookback {
+            amount: 3,
+            unit: LookbackUnit::Years,
+        }));
         assert_eq!(window_start(&years, reference), Some(d("2023-01-01")));
-        let days = spec(Some(Lookback { amount: 31, unit: LookbackUnit::Days }));
+        let days = spec(Some(Lookback {
+            amount: 31,
+            unit: LookbackUnit::Days,
+        }));
         assert_eq!(window_start(&days, reference), Some(d("2025-12-01")));
-        let months = spec(Some(Lookback { amount: 1, unit: LookbackUnit::Months }));
-        assert_eq!(window_start(&months, d("2025-03-31")), Some(d("2025-02-28")));
+        let months = spec(Some(Lookback {
+            amount: 1,
+            unit: LookbackUnit::Months,
+        }));
+        assert_eq!(
+            window_start(&months, d("2025-03-31")),
+            Some(d("2025-02-28"))
+        );
         assert_eq!(window_start(&spec(None), reference), None);
     }
 

@@ -80,7 +80,8 @@ mod tests {
     }
 
     fn read(root: &Path, period: &str) -> String {
-        std::fs::read_to_string(root.join(format!("period={period}/part-00000.parquet"))).expect("read")
+        std::fs::read_to_string(root.join(format!("period={period}/part-00000.parquet")))
+            .expect("read")
     }
 
     #[test]

@@ -42,7 +42,10 @@ mod tests {
     #[test]
     fn escapes_separators_and_nulls() {
         assert_eq!(partition_dir("period", Some("2025")), "period=2025");
-        assert_eq!(partition_dir("region", Some("Nord/Ost")), "region=Nord%2FOst");
+        assert_eq!(
+            partition_dir("region", Some("Nord/Ost")),
+            "region=Nord%2FOst"
+        );
         assert_eq!(partition_dir("k", Some("a=b%")), "k=a%3Db%25");
         assert_eq!(partition_dir("k", None), "k=__HIVE_DEFAULT_PARTITION__");
         assert_eq!(partition_dir("k", Some("")), "k=__HIVE_DEFAULT_PARTITION__");

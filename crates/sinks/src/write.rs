@@ -63,18 +63,24 @@ fn sha256_file(path: &Path) -> Result<(u64, String), SinkError> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-fn write_file(path: &Path, batch: &RecordBatch, props: WriterProperties) -> Result<WrittenFile, SinkError> {
+fn write_file(
+    path: &Path,
+    batch: &RecordBatch,
+    props: WriterProperties,
+) -> Result<WrittenFile, SinkError> {
     let parquet_err = |source| SinkError::Parquet {
         path: path.to_path_buf(),
         source,
     };
     let file = File::create(path).map_err(io(path))?;
-    let mut writer =
-        ArrowWriter::try_new(BufWriter::new(file), batch.schema(), Some(props)).map_err(parquet_err)?;
+    let mut writer = ArrowWriter::try_new(BufWriter::new(file), batch.schema(), Some(props))
+        .map_err(parquet_err)?;
     let mut offset = 0;
     while offset < batch.num_rows() {
         let len = WRITE_SLICE_ROWS.min(batch.num_rows() - offset);
-        writer.write(&batch.slice(offset, len)).map_err(parquet_err)?;
+        writer
+            .write(&batch.slice(offset, len))
+            .map_err(parquet_err)?;
         offset += len;
     }
     writer.close().map_err(parquet_err)?;
@@ -102,7 +108,11 @@ fn write_parts(
     loop {
         let len = max_rows.min(batch.num_rows() - offset);
         let name = format!("part-{:05}.parquet", files.len());
-        let mut written = write_file(&dir.join(&name), &batch.slice(offset, len), writer_properties(metadata))?;
+        let mut written = write_file(
+            &dir.join(&name),
+            &batch.slice(offset, len),
+            writer_properties(metadata),
+        )?;
         written.relative_path = format!("{prefix}{name}");
         files.push(written);
         offset += len;
@@ -132,19 +142,28 @@ pub fn write_table(
     }
     let mut key_indices = Vec::with_capacity(partition_by.len());
     for column in partition_by {
-        let index = schema.index_of(column).map_err(|_| SinkError::MissingPartitionColumn {
-            path: dir.to_path_buf(),
-            column: column.clone(),
-        })?;
+        let index = schema
+            .index_of(column)
+            .map_err(|_| SinkError::MissingPartitionColumn {
+                path: dir.to_path_buf(),
+                column: column.clone(),
+            })?;
         key_indices.push(index);
     }
-    let data_indices: Vec<usize> = (0..schema.fields().len()).filter(|i| !key_indices.contains(i)).collect();
+    let data_indices: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !key_indices.contains(i))
+        .collect();
     let data = all.project(&data_indices).map_err(arrow_err)?;
     if all.num_rows() == 0 {
         return Ok(Vec::new());
     }
-    let keys: Vec<_> = key_indices.iter().map(|&i| Arc::clone(all.column(i))).collect();
-    let ranges = arrow::compute::partition(&keys).map_err(arrow_err)?.ranges();
+    let keys: Vec<_> = key_indices
+        .iter()
+        .map(|&i| Arc::clone(all.column(i)))
+        .collect();
+    let ranges = arrow::compute::partition(&keys)
+        .map_err(arrow_err)?
+        .ranges();
     let mut files = Vec::new();
     for range in ranges {
         let mut prefix = String::new();
@@ -158,7 +177,13 @@ pub fn write_table(
             prefix.push('/');
         }
         let part = data.slice(range.start, range.end - range.start);
-        files.extend(write_parts(&dir.join(&prefix), &prefix, &part, max_rows_per_file.max(1), metadata)?);
+        files.extend(write_parts(
+            &dir.join(&prefix),
+            &prefix,
+            &part,
+            max_rows_per_file.max(1),
+            metadata,
+        )?);
     }
     Ok(files)
 }
@@ -189,9 +214,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let whole = batch(&[1, 2, 3, 4], &[Some("a"), Some("a"), Some("b"), None]);
         let meta = vec![("segflow.period".to_string(), "2025".to_string())];
-        let a = write_table(&dir.path().join("a"), whole.schema(), &[whole.clone()], &[], 10, &meta).expect("a");
+        let a = write_table(
+            &dir.path().join("a"),
+            whole.schema(),
+            &[whole.clone()],
+            &[],
+            10,
+            &meta,
+        )
+        .expect("a");
         let pieces = [whole.slice(0, 1), whole.slice(1, 3)];
-        let b = write_table(&dir.path().join("b"), whole.schema(), &pieces, &[], 10, &meta).expect("b");
+        let b = write_table(
+            &dir.path().join("b"),
+            whole.schema(),
+            &pieces,
+            &[],
+            10,
+            &meta,
+        )
+        .expect("b");
         assert_eq!(a, b);
         assert_eq!(a[0].rows, 4);
     }
@@ -199,9 +240,23 @@ mod tests {
     #[test]
     fn splits_files_and_partitions() {
         let dir = tempfile::tempdir().expect("tmp");
-        let b = batch(&[1, 2, 3, 4, 5], &[Some("a/b"), Some("a/b"), Some("a/b"), Some("c"), None]);
-        let files = write_table(dir.path(), b.schema(), &[b], &["region".to_string()], 2, &[]).expect("write");
-        let names: Vec<(&str, u64)> = files.iter().map(|f| (f.relative_path.as_str(), f.rows)).collect();
+        let b = batch(
+            &[1, 2, 3, 4, 5],
+            &[Some("a/b"), Some("a/b"), Some("a/b"), Some("c"), None],
+        );
+        let files = write_table(
+            dir.path(),
+            b.schema(),
+            &[b],
+            &["region".to_string()],
+            2,
+            &[],
+        )
+        .expect("write");
+        let names: Vec<(&str, u64)> = files
+            .iter()
+            .map(|f| (f.relative_path.as_str(), f.rows))
+            .collect();
         assert_eq!(
             names,
             vec![

@@ -38,7 +38,10 @@ fn parse_location(location: &str) -> Result<ListingTableUrl, String> {
 
 /// Lists the files of a source, sorted by URL so the manifest and row order never depend on
 /// the order a file system happens to return. No file is an error, never an empty table.
-pub async fn list_files(ctx: &SessionContext, source: &Source) -> Result<Vec<InputFile>, SourceError> {
+pub async fn list_files(
+    ctx: &SessionContext,
+    source: &Source,
+) -> Result<Vec<InputFile>, SourceError> {
     let name = &source.name.value;
     let location = &source.location.value;
     let invalid = |reason: String| SourceError::InvalidLocation {

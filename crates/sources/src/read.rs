@@ -63,11 +63,7 @@ async fn csv_header(source: &Source, file: &InputFile) -> Result<Vec<String>, So
     let mut len = 64 * 1024;
     loop {
         let end = len.min(file.size);
-        let bytes = file
-            .store
-            .get_range(&file.path, 0..end)
-            .await
-            .map_err(io)?;
+        let bytes = file.store.get_range(&file.path, 0..end).await.map_err(io)?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .delimiter(source.csv.delimiter)
@@ -95,7 +91,11 @@ fn column(name: &str) -> Expr {
 }
 
 /// A lazy DataFrame over one file, with exactly the declared columns, names and types.
-async fn scan_file(ctx: &SessionContext, source: &Source, file: &InputFile) -> Result<DataFrame, SourceError> {
+async fn scan_file(
+    ctx: &SessionContext,
+    source: &Source,
+    file: &InputFile,
+) -> Result<DataFrame, SourceError> {
     let err = |e| read_error(source, file, e);
     let declared = &source.schema;
     match source.format {
@@ -114,7 +114,12 @@ async fn scan_file(ctx: &SessionContext, source: &Source, file: &InputFile) -> R
                 .collect();
             let file_schema = Schema::new(fields);
             let null_regex = (!source.csv.null_values.is_empty()).then(|| {
-                let alternatives: Vec<String> = source.csv.null_values.iter().map(|v| regex_escape(v)).collect();
+                let alternatives: Vec<String> = source
+                    .csv
+                    .null_values
+                    .iter()
+                    .map(|v| regex_escape(v))
+                    .collect();
                 format!("^(|{})$", alternatives.join("|"))
             });
             let options = CsvReadOptions {
@@ -128,7 +133,10 @@ async fn scan_file(ctx: &SessionContext, source: &Source, file: &InputFile) -> R
                 null_regex,
                 ..CsvReadOptions::default()
             };
-            let df = ctx.read_csv(file.url.as_str(), options).await.map_err(err)?;
+            let df = ctx
+                .read_csv(file.url.as_str(), options)
+                .await
+                .map_err(err)?;
             df.select(declared.iter().map(|c| column(&c.name)).collect::<Vec<_>>())
                 .map_err(err)
         }
@@ -137,7 +145,10 @@ async fn scan_file(ctx: &SessionContext, source: &Source, file: &InputFile) -> R
                 file_extension: "",
                 ..ParquetReadOptions::default()
             };
-            let df = ctx.read_parquet(file.url.as_str(), options).await.map_err(err)?;
+            let df = ctx
+                .read_parquet(file.url.as_str(), options)
+                .await
+                .map_err(err)?;
             select_declared(source, file, df)
         }
         Format::JsonLines => {
@@ -147,7 +158,10 @@ async fn scan_file(ctx: &SessionContext, source: &Source, file: &InputFile) -> R
                 file_extension: "",
                 ..JsonReadOptions::default()
             };
-            let df = ctx.read_json(file.url.as_str(), options).await.map_err(err)?;
+            let df = ctx
+                .read_json(file.url.as_str(), options)
+                .await
+                .map_err(err)?;
             select_declared(source, file, df)
         }
     }
@@ -155,8 +169,17 @@ async fn scan_file(ctx: &SessionContext, source: &Source, file: &InputFile) -> R
 
 /// Self-describing files (Parquet): find each declared column by name and cast it to the
 /// declared type, so a source has the same schema whatever wrote the file.
-fn select_declared(source: &Source, file: &InputFile, df: DataFrame) -> Result<DataFrame, SourceError> {
-    let names: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+fn select_declared(
+    source: &Source,
+    file: &InputFile,
+    df: DataFrame,
+) -> Result<DataFrame, SourceError> {
+    let names: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let matched = match_columns(&source.name.value, &file.url, &names, &source.schema)?;
     let exprs: Vec<Expr> = source
         .schema
@@ -176,13 +199,20 @@ fn regex_escape(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
             let special = "\\.+*?()|[]{}^$".contains(c);
-            special.then_some('\\').into_iter().chain(std::iter::once(c))
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
         })
         .collect()
 }
 
 /// A lazy view of the whole source (all files), for `explain`: nothing is read.
-pub async fn scan(ctx: &SessionContext, source: &Source, files: &[InputFile]) -> Result<DataFrame, SourceError> {
+pub async fn scan(
+    ctx: &SessionContext,
+    source: &Source,
+    files: &[InputFile],
+) -> Result<DataFrame, SourceError> {
     let mut frames = Vec::with_capacity(files.len());
     for file in files {
         frames.push(scan_file(ctx, source, file).await?);
@@ -202,14 +232,21 @@ pub async fn scan(ctx: &SessionContext, source: &Source, files: &[InputFile]) ->
 }
 
 /// Reads every file of a source into memory, file by file so errors and counts name the file.
-pub async fn load(ctx: &SessionContext, source: &Source, files: &[InputFile]) -> Result<LoadedSource, SourceError> {
+pub async fn load(
+    ctx: &SessionContext,
+    source: &Source,
+    files: &[InputFile],
+) -> Result<LoadedSource, SourceError> {
     let schema = Arc::new(declared_schema(source));
     let mut partitions: Vec<Vec<RecordBatch>> = Vec::new();
     let mut rows_per_file = Vec::with_capacity(files.len());
     let mut null_counts = vec![0; source.schema.len()];
     for file in files {
         let df = scan_file(ctx, source, file).await?;
-        let parts = df.collect_partitioned().await.map_err(|e| read_error(source, file, e))?;
+        let parts = df
+            .collect_partitioned()
+            .await
+            .map_err(|e| read_error(source, file, e))?;
         let mut rows = 0;
         for batch in parts.iter().flatten() {
             rows += batch.num_rows();

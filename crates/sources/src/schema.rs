@@ -74,9 +74,18 @@ mod tests {
     #[test]
     fn matches_headers_loosely_and_reports_missing() {
         let declared = [col("customer_id"), col("email")];
-        let file = ["\u{feff} Email ".to_string(), "extra".into(), "CUSTOMER_ID".into()];
+        let file = [
+            "\u{feff} Email ".to_string(),
+            "extra".into(),
+            "CUSTOMER_ID".into(),
+        ];
         let m = match_columns("c", "f.csv", &file, &declared).expect("matches");
-        assert_eq!(m.iter().map(|c| c.map(|c| c.name.as_str())).collect::<Vec<_>>(), [Some("email"), None, Some("customer_id")]);
+        assert_eq!(
+            m.iter()
+                .map(|c| c.map(|c| c.name.as_str()))
+                .collect::<Vec<_>>(),
+            [Some("email"), None, Some("customer_id")]
+        );
         let err = match_columns("c", "f.csv", &file[..2], &declared).expect_err("missing");
         assert_eq!(
             err.to_string(),

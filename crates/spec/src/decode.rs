@@ -49,7 +49,12 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
     }
     if let Some((n, p)) = top.required(ctx, "period") {
         out.grain_loc = loc(n);
-        out.grain = yaml::choice(ctx, n, &p, &[("year", Grain::Year), ("month", Grain::Month)]);
+        out.grain = yaml::choice(
+            ctx,
+            n,
+            &p,
+            &[("year", Grain::Year), ("month", Grain::Month)],
+        );
     }
     if let Some((n, p)) = top.get("output_dir") {
         out.output_dir = yaml::string(ctx, n, &p).map(|s| resolve_location(&s.value, base_dir));
@@ -71,12 +76,16 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
             out.steps.extend(step(ctx, item, &format!("steps[{i}]")));
         }
     }
-    let output_dir = out.output_dir.clone().unwrap_or_else(|| resolve_location("out", base_dir));
+    let output_dir = out
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| resolve_location("out", base_dir));
     if let Some((n, p)) = top.required(ctx, "outputs")
         && let Some(mut m) = yaml::map(ctx, n, &p)
     {
         for (name, node, path) in m.named_entries() {
-            out.outputs.extend(output(ctx, name, node, &path, &output_dir, base_dir));
+            out.outputs
+                .extend(output(ctx, name, node, &path, &output_dir, base_dir));
         }
     }
     top.finish(ctx);
@@ -100,7 +109,8 @@ fn engine(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> EngineOptions {
         return opts;
     };
     if let Some((n, p)) = m.get("target_partitions") {
-        opts.target_partitions = yaml::integer(ctx, n, &p, 1..=1024).and_then(|v| usize::try_from(v).ok());
+        opts.target_partitions =
+            yaml::integer(ctx, n, &p, 1..=1024).and_then(|v| usize::try_from(v).ok());
     }
     if let Some((n, p)) = m.get("memory_limit")
         && let Some(text) = yaml::string(ctx, n, &p)
@@ -164,15 +174,21 @@ fn source(
         ("parquet", Format::Parquet),
         ("jsonl", Format::JsonLines),
     ];
-    let declared = m.get("format").map(|(n, p)| yaml::choice(ctx, n, &p, &formats));
+    let declared = m
+        .get("format")
+        .map(|(n, p)| yaml::choice(ctx, n, &p, &formats));
     let format = match (declared, &location) {
         (Some(f), _) => f,
         (None, Some(l)) => {
             let inferred = infer_format(&l.value);
             if inferred.is_none() {
                 ctx.push(
-                    Diagnostic::new(l.loc, format!("{path}.path"), "cannot tell the file format from the path")
-                        .with_hint("add `format: csv`, `format: parquet` or `format: jsonl`"),
+                    Diagnostic::new(
+                        l.loc,
+                        format!("{path}.path"),
+                        "cannot tell the file format from the path",
+                    )
+                    .with_hint("add `format: csv`, `format: parquet` or `format: jsonl`"),
                 );
             }
             inferred
@@ -208,8 +224,12 @@ fn single_byte(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<u8> {
         [b] if b.is_ascii() => Some(*b),
         _ => {
             ctx.push(
-                Diagnostic::new(text.loc, path, format!("expected a single ASCII character, found `{}`", text.value))
-                    .with_hint("for a tab write `\"\\t\"`"),
+                Diagnostic::new(
+                    text.loc,
+                    path,
+                    format!("expected a single ASCII character, found `{}`", text.value),
+                )
+                .with_hint("for a tab write `\"\\t\"`"),
             );
             None
         }
@@ -268,14 +288,31 @@ fn column_type(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<ColumnT
     {
         return Some(ColumnType::Decimal { precision, scale });
     }
-    const TYPES: [&str; 8] = ["string", "int32", "int64", "float64", "bool", "date", "timestamp", "decimal(18,2)"];
+    const TYPES: [&str; 8] = [
+        "string",
+        "int32",
+        "int64",
+        "float64",
+        "bool",
+        "date",
+        "timestamp",
+        "decimal(18,2)",
+    ];
     let hint = if t.starts_with("decimal(") && !t.contains(',') {
         // `{ type: decimal(12,2) }`: the comma ended the value inside a YAML flow mapping.
         "inside `{ ... }` quote the type: `type: \"decimal(12,2)\"`".to_string()
     } else {
-        crate::diagnostic::did_you_mean(&t, TYPES).unwrap_or_else(|| format!("expected one of: {}", TYPES.join(", ")))
+        crate::diagnostic::did_you_mean(&t, TYPES)
+            .unwrap_or_else(|| format!("expected one of: {}", TYPES.join(", ")))
     };
-    ctx.push(Diagnostic::new(text.loc, path, format!("unknown column type `{}`", text.value)).with_hint(hint));
+    ctx.push(
+        Diagnostic::new(
+            text.loc,
+            path,
+            format!("unknown column type `{}`", text.value),
+        )
+        .with_hint(hint),
+    );
     None
 }
 
@@ -319,7 +356,9 @@ fn schema(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<ColumnSpec> {
 
 fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
     let mut m = yaml::map(ctx, node, path)?;
-    let name = m.required(ctx, "name").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let name = m
+        .required(ctx, "name")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
     let has_sql = m.has("sql");
     let has_model = m.has("model");
     let kind = match (has_sql, has_model) {
@@ -337,16 +376,26 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
         (true, false) => m
             .get("sql")
             .and_then(|(n, p)| yaml::sql(ctx, n, &p))
-            .map(|sql| StepKind::Sql(SqlStep { sql, reads: Vec::new() })),
+            .map(|sql| {
+                StepKind::Sql(SqlStep {
+                    sql,
+                    reads: Vec::new(),
+                })
+            }),
         (false, true) => {
             #[derive(Clone, Copy)]
             enum Model {
                 Rfm,
                 Pareto,
             }
-            let model = m
-                .get("model")
-                .and_then(|(n, p)| yaml::choice(ctx, n, &p, &[("rfm", Model::Rfm), ("pareto", Model::Pareto)]));
+            let model = m.get("model").and_then(|(n, p)| {
+                yaml::choice(
+                    ctx,
+                    n,
+                    &p,
+                    &[("rfm", Model::Rfm), ("pareto", Model::Pareto)],
+                )
+            });
             match model {
                 Some(Model::Rfm) => rfm(ctx, &mut m).map(StepKind::Rfm),
                 Some(Model::Pareto) => pareto(ctx, &mut m).map(StepKind::Pareto),
@@ -355,7 +404,10 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
         }
     };
     m.finish(ctx);
-    Some(Step { name: name?, kind: kind? })
+    Some(Step {
+        name: name?,
+        kind: kind?,
+    })
 }
 
 /// A column name with a default.
@@ -368,7 +420,11 @@ fn column(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>, key: &'static str, default: &s
 fn lookback(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Lookback> {
     let text = yaml::string(ctx, node, path)?;
     let mut parts = text.value.split_whitespace();
-    let parsed = match (parts.next().map(str::parse::<u32>), parts.next(), parts.next()) {
+    let parsed = match (
+        parts.next().map(str::parse::<u32>),
+        parts.next(),
+        parts.next(),
+    ) {
         (Some(Ok(amount)), Some(unit), None) if amount > 0 => match unit.trim_end_matches('s') {
             "day" => Some(LookbackUnit::Days),
             "month" => Some(LookbackUnit::Months),
@@ -397,11 +453,20 @@ fn segments(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<SegmentRule> 
         let Some(mut r) = yaml::map(ctx, item, &p) else {
             continue;
         };
-        let name = r.required(ctx, "name").and_then(|(n, p)| yaml::string(ctx, n, &p));
+        let name = r
+            .required(ctx, "name")
+            .and_then(|(n, p)| yaml::string(ctx, n, &p));
         // `when: true` (the YAML boolean) or no `when` at all marks the catch-all.
         let when = match r.get("when") {
             None => Some(None),
-            Some((n, _)) if matches!(n.data, saphyr::YamlData::Value(saphyr::Scalar::Boolean(true))) => Some(None),
+            Some((n, _))
+                if matches!(
+                    n.data,
+                    saphyr::YamlData::Value(saphyr::Scalar::Boolean(true))
+                ) =>
+            {
+                Some(None)
+            }
             Some((n, p)) => yaml::sql(ctx, n, &p).map(|s| Some(s.value)),
         };
         r.finish(ctx);
@@ -413,7 +478,12 @@ fn segments(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<SegmentRule> 
             });
         }
     }
-    let catch_all: Vec<usize> = rules.iter().enumerate().filter(|(_, r)| r.when.is_none()).map(|(i, _)| i).collect();
+    let catch_all: Vec<usize> = rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.when.is_none())
+        .map(|(i, _)| i)
+        .collect();
     match catch_all.as_slice() {
         [i] if *i + 1 == rules.len() => {}
         [] if !rules.is_empty() => ctx.push(
@@ -433,10 +503,15 @@ fn segments(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<SegmentRule> 
 }
 
 fn rfm(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RfmSpec> {
-    let input = m.required(ctx, "input").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let input = m
+        .required(ctx, "input")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
     let customer = column(ctx, m, "customer", "customer_id");
     let date = column(ctx, m, "date", "order_date");
-    let order_id = m.get("order_id").and_then(|(n, p)| yaml::name(ctx, n, &p)).map(|s| s.value);
+    let order_id = m
+        .get("order_id")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p))
+        .map(|s| s.value);
     let amount = column(ctx, m, "amount", "amount");
     let default_frequency = if order_id.is_some() {
         FrequencyMeasure::Orders
@@ -450,7 +525,10 @@ fn rfm(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RfmSpec> {
                 ctx,
                 n,
                 &p,
-                &[("orders", FrequencyMeasure::Orders), ("purchase_days", FrequencyMeasure::PurchaseDays)],
+                &[
+                    ("orders", FrequencyMeasure::Orders),
+                    ("purchase_days", FrequencyMeasure::PurchaseDays),
+                ],
             )
         })
         .unwrap_or(default_frequency);
@@ -462,7 +540,17 @@ fn rfm(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RfmSpec> {
     }
     let monetary = m
         .get("monetary")
-        .and_then(|(n, p)| yaml::choice(ctx, n, &p, &[("sum", MonetaryMeasure::Sum), ("mean", MonetaryMeasure::Mean)]))
+        .and_then(|(n, p)| {
+            yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[
+                    ("sum", MonetaryMeasure::Sum),
+                    ("mean", MonetaryMeasure::Mean),
+                ],
+            )
+        })
         .unwrap_or(MonetaryMeasure::Sum);
     let (mut bins, mut method) = (5, ScoreMethod::Ntile);
     if let Some((n, p)) = m.get("scores")
@@ -472,8 +560,16 @@ fn rfm(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RfmSpec> {
             bins = yaml::integer(ctx, n, &p, 2..=10).map_or(5, |b| b as u32);
         }
         if let Some((n, p)) = s.get("method") {
-            method = yaml::choice(ctx, n, &p, &[("ntile", ScoreMethod::Ntile), ("quantile", ScoreMethod::Quantile)])
-                .unwrap_or(ScoreMethod::Ntile);
+            method = yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[
+                    ("ntile", ScoreMethod::Ntile),
+                    ("quantile", ScoreMethod::Quantile),
+                ],
+            )
+            .unwrap_or(ScoreMethod::Ntile);
         }
         s.finish(ctx);
     }
@@ -482,7 +578,11 @@ fn rfm(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RfmSpec> {
         let text = yaml::string(ctx, n, &p)?;
         let parsed = NaiveDate::parse_from_str(&text.value, "%Y-%m-%d").ok();
         if parsed.is_none() {
-            ctx.error(text.loc, &p, format!("invalid date `{}`: expected YYYY-MM-DD", text.value));
+            ctx.error(
+                text.loc,
+                &p,
+                format!("invalid date `{}`: expected YYYY-MM-DD", text.value),
+            );
         }
         parsed
     });
@@ -507,9 +607,13 @@ fn rfm(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RfmSpec> {
 }
 
 fn pareto(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<ParetoSpec> {
-    let input = m.required(ctx, "input").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let input = m
+        .required(ctx, "input")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
     let customer = column(ctx, m, "customer", "customer_id");
-    let value = m.required(ctx, "value").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let value = m
+        .required(ctx, "value")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
     let rest = column(ctx, m, "rest", "C");
     let mut tiers = vec![("A".to_string(), 0.80), ("B".to_string(), 0.95)];
     if let Some((n, p)) = m.get("tiers")
@@ -552,7 +656,9 @@ fn output(
     base_dir: &Path,
 ) -> Option<Output> {
     let mut m = yaml::map(ctx, node, path)?;
-    let from = m.required(ctx, "from").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let from = m
+        .required(ctx, "from")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
     let location = match m.get("path") {
         Some((n, p)) => yaml::string(ctx, n, &p).map(|s| resolve_location(&s.value, base_dir))?,
         None => format!("{}/{}", output_dir.trim_end_matches('/'), name.value),
@@ -610,7 +716,10 @@ mod tests {
     #[test]
     fn locations_resolve_against_the_pipeline_directory() {
         let base = Path::new("/srv/pipelines");
-        assert_eq!(resolve_location("data/x.csv", base), "/srv/pipelines/data/x.csv");
+        assert_eq!(
+            resolve_location("data/x.csv", base),
+            "/srv/pipelines/data/x.csv"
+        );
         assert_eq!(resolve_location("./x.csv", base), "/srv/pipelines/x.csv");
         assert_eq!(resolve_location("/abs/x.csv", base), "/abs/x.csv");
         assert_eq!(resolve_location("s3://b/k.csv", base), "s3://b/k.csv");

@@ -140,10 +140,7 @@ impl Diagnostics {
 }
 
 /// "did you mean `partition_by`?" — the closest known name, if it is close enough to be a typo.
-pub fn did_you_mean<'a>(
-    unknown: &str,
-    known: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub fn did_you_mean<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for candidate in known {
         let score = strsim::jaro_winkler(unknown, candidate);

@@ -21,12 +21,12 @@ use std::path::Path;
 
 use saphyr::LoadableYamlNode;
 
-pub use diagnostic::{Diagnostic, Location, SpecErrors, Spanned};
+pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{
     ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure, Lookback,
-    LookbackUnit, MonetaryMeasure, Output, ParetoSpec, Pipeline, RfmSpec, ScoreMethod,
-    SegmentRule, Source, SqlStep, Step, StepKind,
+    LookbackUnit, MonetaryMeasure, Output, ParetoSpec, Pipeline, RfmSpec, ScoreMethod, SegmentRule,
+    Source, SqlStep, Step, StepKind,
 };
 pub use vars::{Mode, Variables};
 
@@ -38,7 +38,11 @@ pub fn load_file(file: &Path, vars: &Variables) -> Result<Pipeline, SpecErrors> 
     let text = std::fs::read_to_string(file).map_err(|e| {
         SpecErrors::single(
             file,
-            Diagnostic::new(Location::default(), "", format!("cannot read the pipeline file: {e}")),
+            Diagnostic::new(
+                Location::default(),
+                "",
+                format!("cannot read the pipeline file: {e}"),
+            ),
         )
     })?;
     load_str(&text, file, vars)
@@ -68,14 +72,24 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
         [_, second, ..] => {
             return Err(SpecErrors::single(
                 file,
-                Diagnostic::new(yaml::loc(second), "", "a pipeline file holds one YAML document")
-                    .with_hint("remove the extra `---` document"),
+                Diagnostic::new(
+                    yaml::loc(second),
+                    "",
+                    "a pipeline file holds one YAML document",
+                )
+                .with_hint("remove the extra `---` document"),
             ));
         }
     };
     let base_dir = file
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."));
     let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
     let mut ctx = Ctx {

@@ -52,8 +52,7 @@ impl Period {
 
     /// First day of the period.
     pub fn start(&self) -> NaiveDate {
-        NaiveDate::from_ymd_opt(self.year, self.month.unwrap_or(1), 1)
-            .unwrap_or(NaiveDate::MIN)
+        NaiveDate::from_ymd_opt(self.year, self.month.unwrap_or(1), 1).unwrap_or(NaiveDate::MIN)
     }
 
     /// First day after the period (exclusive end); also the default reference date of models.
@@ -106,7 +105,9 @@ impl FromStr for Period {
     type Err = PeriodParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || PeriodParseError { input: s.to_string() };
+        let err = || PeriodParseError {
+            input: s.to_string(),
+        };
         let parse_year = |y: &str| -> Result<i32, PeriodParseError> {
             if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(err());
@@ -146,7 +147,10 @@ mod tests {
         let m: Period = "2025-12".parse().expect("month");
         assert_eq!((m.start(), m.end()), (d(2025, 12, 1), d(2026, 1, 1)));
         assert_eq!(m.grain(), Grain::Month);
-        assert_eq!("2025-01".parse::<Period>().expect("m").prev().to_string(), "2024-12");
+        assert_eq!(
+            "2025-01".parse::<Period>().expect("m").prev().to_string(),
+            "2024-12"
+        );
     }
 
     #[test]
@@ -158,7 +162,13 @@ mod tests {
 
     #[test]
     fn last_complete_period() {
-        assert_eq!(Period::last_complete(Grain::Year, d(2026, 11, 23)).to_string(), "2025");
-        assert_eq!(Period::last_complete(Grain::Month, d(2026, 1, 5)).to_string(), "2025-12");
+        assert_eq!(
+            Period::last_complete(Grain::Year, d(2026, 11, 23)).to_string(),
+            "2025"
+        );
+        assert_eq!(
+            Period::last_complete(Grain::Month, d(2026, 1, 5)).to_string(),
+            "2025-12"
+        );
     }
 }

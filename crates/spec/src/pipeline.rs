@@ -101,7 +101,10 @@ pub enum ColumnType {
     Date,
     /// Microsecond timestamp, normalized to UTC.
     Timestamp,
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
 }
 
 impl std::fmt::Display for ColumnType {

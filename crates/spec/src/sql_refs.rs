@@ -58,11 +58,13 @@ fn collect_cte_names(query: &Query, out: &mut BTreeSet<String>) {
 /// Checks a boolean SQL expression (a segment rule's `when`) for syntax errors.
 pub fn check_expression(expr: &str) -> Result<(), SqlSyntaxError> {
     let parsed: Result<Expr, _> =
-        Parser::new(&GenericDialect {}).try_with_sql(expr).and_then(|mut p| {
-            let e = p.parse_expr()?;
-            p.expect_token(&sqlparser::tokenizer::Token::EOF)?;
-            Ok(e)
-        });
+        Parser::new(&GenericDialect {})
+            .try_with_sql(expr)
+            .and_then(|mut p| {
+                let e = p.parse_expr()?;
+                p.expect_token(&sqlparser::tokenizer::Token::EOF)?;
+                Ok(e)
+            });
     parsed.map(|_| ()).map_err(|e| SqlSyntaxError {
         message: e.to_string(),
     })

@@ -68,26 +68,53 @@ fn decodes_a_complete_pipeline() {
     assert_eq!(customers.schema[1].data_type, ColumnType::String);
     let orders = p.source("orders").expect("orders");
     assert_eq!(orders.format, Format::Parquet);
-    assert_eq!(orders.schema[3].data_type, ColumnType::Decimal { precision: 18, scale: 2 });
+    assert_eq!(
+        orders.schema[3].data_type,
+        ColumnType::Decimal {
+            precision: 18,
+            scale: 2
+        }
+    );
     let StepKind::Sql(activity) = &p.step("activity").expect("activity").kind else {
         panic!("activity is SQL");
     };
-    assert!(activity.sql.value.contains("order_date < DATE '2026-01-01'"));
+    assert!(
+        activity
+            .sql
+            .value
+            .contains("order_date < DATE '2026-01-01'")
+    );
     let StepKind::Rfm(rfm) = &p.step("rfm").expect("rfm").kind else {
         panic!("rfm is a model");
     };
     assert_eq!(rfm.method, ScoreMethod::Quantile);
     assert_eq!(rfm.frequency, FrequencyMeasure::Orders);
-    assert_eq!(rfm.lookback, Some(Lookback { amount: 3, unit: LookbackUnit::Years }));
+    assert_eq!(
+        rfm.lookback,
+        Some(Lookback {
+            amount: 3,
+            unit: LookbackUnit::Years
+        })
+    );
     assert_eq!(rfm.segments[1].when, None);
     let StepKind::Pareto(tier) = &p.step("value_tier").expect("tier").kind else {
         panic!("pareto");
     };
-    assert_eq!(tier.tiers, vec![("A".to_string(), 0.8), ("B".to_string(), 0.95)]);
+    assert_eq!(
+        tier.tiers,
+        vec![("A".to_string(), 0.8), ("B".to_string(), 0.95)]
+    );
     // Steps are declared out of order; execution follows the data.
     assert_eq!(
         p.execution_order,
-        vec!["customers", "orders", "rfm", "activity", "value_tier", "segments"]
+        vec![
+            "customers",
+            "orders",
+            "rfm",
+            "activity",
+            "value_tier",
+            "segments"
+        ]
     );
     let out = &p.outputs[0];
     assert_eq!(out.path, "/srv/p/out/customer_segments");
@@ -98,7 +125,14 @@ fn errors(text: &str) -> Vec<(usize, usize, String, String)> {
     let err = load_str(text, Path::new("bad.yaml"), &vars()).expect_err("invalid");
     err.diagnostics
         .into_iter()
-        .map(|d| (d.loc.line, d.loc.col, d.key_path, format!("{} | {}", d.message, d.hint.unwrap_or_default())))
+        .map(|d| {
+            (
+                d.loc.line,
+                d.loc.col,
+                d.key_path,
+                format!("{} | {}", d.message, d.hint.unwrap_or_default()),
+            )
+        })
         .collect()
 }
 
@@ -124,11 +158,22 @@ outputs:
 ";
     let errs = errors(text);
     assert_eq!(errs.len(), 3, "{errs:#?}");
-    assert_eq!((errs[0].0, errs[0].1, errs[0].2.as_str()), (8, 20, "sources.orders.schema.customer_id"));
-    assert!(errs[0].3.contains("unknown column type `strng`") && errs[0].3.contains("did you mean `string`?"));
+    assert_eq!(
+        (errs[0].0, errs[0].1, errs[0].2.as_str()),
+        (8, 20, "sources.orders.schema.customer_id")
+    );
+    assert!(
+        errs[0].3.contains("unknown column type `strng`")
+            && errs[0].3.contains("did you mean `string`?")
+    );
     assert_eq!((errs[1].0, errs[1].1), (12, 12));
-    assert!(errs[1].3.contains("unknown source or step `ordres`") && errs[1].3.contains("`orders`"));
-    assert_eq!((errs[2].0, errs[2].1, errs[2].2.as_str()), (16, 26, "outputs.segments.partiton_by"));
+    assert!(
+        errs[1].3.contains("unknown source or step `ordres`") && errs[1].3.contains("`orders`")
+    );
+    assert_eq!(
+        (errs[2].0, errs[2].1, errs[2].2.as_str()),
+        (16, 26, "outputs.segments.partiton_by")
+    );
     assert!(errs[2].3.contains("did you mean `partition_by`?"));
 }
 
@@ -149,10 +194,27 @@ outputs:
 ";
     let errs = errors(text);
     let messages: Vec<&str> = errs.iter().map(|e| e.3.as_str()).collect();
-    assert!(messages.iter().any(|m| m.starts_with("step `b` is part of a dependency cycle")), "{messages:?}");
-    assert!(messages.iter().any(|m| m.starts_with("step `c` is part of a dependency cycle")));
-    assert!(messages.iter().any(|m| m.starts_with("the name `a` is used twice")));
-    assert!(messages.iter().any(|m| m.starts_with("a step needs `sql` or `model`")));
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("step `b` is part of a dependency cycle")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("step `c` is part of a dependency cycle"))
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("the name `a` is used twice"))
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("a step needs `sql` or `model`"))
+    );
 }
 
 #[test]
@@ -172,7 +234,10 @@ outputs:
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert_eq!((errs[0].0, errs[0].2.as_str()), (4, "sources.a.path"));
     assert!(errs[0].3.contains("point MISSING at the exports"));
-    assert_eq!((errs[1].0, errs[1].1, errs[1].2.as_str()), (7, 10, "steps[0].sql"));
+    assert_eq!(
+        (errs[1].0, errs[1].1, errs[1].2.as_str()),
+        (7, 10, "steps[0].sql")
+    );
     assert!(errs[1].3.starts_with("invalid SQL"));
 }
 
@@ -194,5 +259,8 @@ fn period_grain_must_match_the_pipeline() {
         &monthly,
     )
     .expect_err("grain mismatch");
-    assert!(err.to_string().contains("runs per year, but period `2025-11` is a month"));
+    assert!(
+        err.to_string()
+            .contains("runs per year, but period `2025-11` is a month")
+    );
 }

@@ -38,8 +38,15 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
         check_identifier(ctx, name, section);
         if let Some(first) = defined.get(&name.value) {
             ctx.push(
-                Diagnostic::new(name.loc, section, format!("the name `{}` is used twice", name.value))
-                    .with_hint(format!("first defined at line {}; sources and steps share one namespace", first.line)),
+                Diagnostic::new(
+                    name.loc,
+                    section,
+                    format!("the name `{}` is used twice", name.value),
+                )
+                .with_hint(format!(
+                    "first defined at line {}; sources and steps share one namespace",
+                    first.line
+                )),
             );
         } else {
             defined.insert(name.value.clone(), name.loc);
@@ -50,15 +57,31 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
         let path = format!("steps[{i}]");
         match &mut step.kind {
             StepKind::Sql(s) => match sql_refs::table_references(&s.sql.value) {
-                Ok(tables) => s.reads = tables.into_iter().map(|t| Spanned::new(t, s.sql.loc)).collect(),
-                Err(e) => ctx.error(s.sql.loc, &format!("{path}.sql"), format!("invalid SQL: {}", e.message)),
+                Ok(tables) => {
+                    s.reads = tables
+                        .into_iter()
+                        .map(|t| Spanned::new(t, s.sql.loc))
+                        .collect()
+                }
+                Err(e) => ctx.error(
+                    s.sql.loc,
+                    &format!("{path}.sql"),
+                    format!("invalid SQL: {}", e.message),
+                ),
             },
             StepKind::Rfm(m) => {
                 for rule in &m.segments {
                     if let Some(when) = &rule.when
                         && let Err(e) = sql_refs::check_expression(when)
                     {
-                        ctx.error(rule.loc, &format!("{path}.segments"), format!("invalid `when` expression for `{}`: {}", rule.name, e.message));
+                        ctx.error(
+                            rule.loc,
+                            &format!("{path}.segments"),
+                            format!(
+                                "invalid `when` expression for `{}`: {}",
+                                rule.name, e.message
+                            ),
+                        );
                     }
                 }
             }
@@ -69,7 +92,11 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
     for (i, step) in doc.steps.iter().enumerate() {
         for input in step.inputs() {
             if input.value == step.name.value {
-                ctx.error(input.loc, &format!("steps[{i}]"), format!("step `{}` reads itself", step.name.value));
+                ctx.error(
+                    input.loc,
+                    &format!("steps[{i}]"),
+                    format!("step `{}` reads itself", step.name.value),
+                );
             } else if !defined.contains_key(&input.value) {
                 unknown_table(ctx, input, &format!("steps[{i}]"), &defined);
             }
@@ -79,23 +106,44 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
     for out in &doc.outputs {
         check_identifier(ctx, &out.name, "outputs");
         if !defined.contains_key(&out.from.value) {
-            unknown_table(ctx, &out.from, &format!("outputs.{}.from", out.name.value), &defined);
+            unknown_table(
+                ctx,
+                &out.from,
+                &format!("outputs.{}.from", out.name.value),
+                &defined,
+            );
         }
         if let Some(other) = seen_paths.insert(out.path.clone(), out.name.value.clone()) {
-            ctx.error(out.name.loc, &format!("outputs.{}", out.name.value), format!("writes to the same path as output `{other}`"));
+            ctx.error(
+                out.name.loc,
+                &format!("outputs.{}", out.name.value),
+                format!("writes to the same path as output `{other}`"),
+            );
         }
     }
     execution_order(ctx, doc)
 }
 
-fn unknown_table(ctx: &mut Ctx<'_>, name: &Spanned<String>, path: &str, defined: &BTreeMap<String, Location>) {
+fn unknown_table(
+    ctx: &mut Ctx<'_>,
+    name: &Spanned<String>,
+    path: &str,
+    defined: &BTreeMap<String, Location>,
+) {
     let hint = did_you_mean(&name.value, defined.keys().map(String::as_str)).unwrap_or_else(|| {
         format!(
             "known sources and steps: {}",
             defined.keys().cloned().collect::<Vec<_>>().join(", ")
         )
     });
-    ctx.push(Diagnostic::new(name.loc, path, format!("unknown source or step `{}`", name.value)).with_hint(hint));
+    ctx.push(
+        Diagnostic::new(
+            name.loc,
+            path,
+            format!("unknown source or step `{}`", name.value),
+        )
+        .with_hint(hint),
+    );
 }
 
 /// Kahn's algorithm, taking ready nodes in declaration order so the order is stable; the nodes
@@ -106,9 +154,9 @@ fn execution_order(ctx: &mut Ctx<'_>, doc: &Decoded) -> Vec<String> {
     let mut pending: Vec<&Step> = doc.steps.iter().collect();
     loop {
         let ready = pending.iter().position(|s| {
-            s.inputs()
-                .iter()
-                .all(|i| done.contains(&i.value) || !doc.steps.iter().any(|t| t.name.value == i.value))
+            s.inputs().iter().all(|i| {
+                done.contains(&i.value) || !doc.steps.iter().any(|t| t.name.value == i.value)
+            })
         });
         match ready {
             Some(i) => {
@@ -123,8 +171,15 @@ fn execution_order(ctx: &mut Ctx<'_>, doc: &Decoded) -> Vec<String> {
         let names: Vec<&str> = pending.iter().map(|s| s.name.value.as_str()).collect();
         for step in &pending {
             ctx.push(
-                Diagnostic::new(step.name.loc, "steps", format!("step `{}` is part of a dependency cycle", step.name.value))
-                    .with_hint(format!("these steps read each other: {}", names.join(" → "))),
+                Diagnostic::new(
+                    step.name.loc,
+                    "steps",
+                    format!("step `{}` is part of a dependency cycle", step.name.value),
+                )
+                .with_hint(format!(
+                    "these steps read each other: {}",
+                    names.join(" → ")
+                )),
             );
         }
     }

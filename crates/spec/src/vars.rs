@@ -174,31 +174,56 @@ mod tests {
     #[test]
     fn expands_plain_default_and_escaped() {
         let v = vars();
-        assert_eq!(v.interpolate("${DATA_DIR}/x.csv", Mode::Text).expect("ok"), "/data/x.csv");
-        assert_eq!(v.interpolate("${NOPE:-out}", Mode::Text).expect("ok"), "out");
-        assert_eq!(v.interpolate("${EMPTY:-dflt}", Mode::Text).expect("ok"), "dflt");
-        assert_eq!(v.interpolate("cost $5 $${X}", Mode::Text).expect("ok"), "cost $5 ${X}");
+        assert_eq!(
+            v.interpolate("${DATA_DIR}/x.csv", Mode::Text).expect("ok"),
+            "/data/x.csv"
+        );
+        assert_eq!(
+            v.interpolate("${NOPE:-out}", Mode::Text).expect("ok"),
+            "out"
+        );
+        assert_eq!(
+            v.interpolate("${EMPTY:-dflt}", Mode::Text).expect("ok"),
+            "dflt"
+        );
+        assert_eq!(
+            v.interpolate("cost $5 $${X}", Mode::Text).expect("ok"),
+            "cost $5 ${X}"
+        );
     }
 
     #[test]
     fn period_variables_are_typed_in_sql() {
         let v = vars();
         assert_eq!(
-            v.interpolate("d < ${period.end} AND p = ${period} AND q = ${period.prev}", Mode::Sql)
-                .expect("ok"),
+            v.interpolate(
+                "d < ${period.end} AND p = ${period} AND q = ${period.prev}",
+                Mode::Sql
+            )
+            .expect("ok"),
             "d < DATE '2026-01-01' AND p = '2025' AND q = '2024'"
         );
-        assert_eq!(v.interpolate("${period.start}", Mode::Text).expect("ok"), "2025-01-01");
+        assert_eq!(
+            v.interpolate("${period.start}", Mode::Text).expect("ok"),
+            "2025-01-01"
+        );
     }
 
     #[test]
     fn reports_missing_required_and_unknown() {
         let v = vars();
-        let e = v.interpolate("${NOPE:?set NOPE to the export dir}", Mode::Text).expect_err("err");
-        assert_eq!(e.message, "variable `NOPE` is not set: set NOPE to the export dir");
+        let e = v
+            .interpolate("${NOPE:?set NOPE to the export dir}", Mode::Text)
+            .expect_err("err");
+        assert_eq!(
+            e.message,
+            "variable `NOPE` is not set: set NOPE to the export dir"
+        );
         let e = v.interpolate("${NOPE}", Mode::Text).expect_err("err");
         assert!(e.hint.expect("hint").contains("--var NOPE="));
-        let e = v.interpolate("${period.ende}", Mode::Text).expect_err("err");
+        let e = v
+            .interpolate("${period.ende}", Mode::Text)
+            .expect_err("err");
         assert_eq!(e.hint.as_deref(), Some("did you mean `period.end`?"));
         assert!(v.interpolate("${DATA_DIR", Mode::Text).is_err());
     }

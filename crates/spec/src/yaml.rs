@@ -75,7 +75,11 @@ impl<'a, 'y> Map<'a, 'y> {
         self.entries.iter().any(|(k, _, _)| k == key)
     }
 
-    pub fn required(&mut self, ctx: &mut Ctx<'_>, key: &'static str) -> Option<(&'a Node<'y>, String)> {
+    pub fn required(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: &'static str,
+    ) -> Option<(&'a Node<'y>, String)> {
         let found = self.get(key);
         if found.is_none() {
             ctx.error(
@@ -119,9 +123,17 @@ impl<'a, 'y> Map<'a, 'y> {
     }
 }
 
-pub(crate) fn map<'a, 'y>(ctx: &mut Ctx<'_>, node: &'a Node<'y>, path: &str) -> Option<Map<'a, 'y>> {
+pub(crate) fn map<'a, 'y>(
+    ctx: &mut Ctx<'_>,
+    node: &'a Node<'y>,
+    path: &str,
+) -> Option<Map<'a, 'y>> {
     let YamlData::Mapping(m) = &node.data else {
-        ctx.error(loc(node), path, format!("expected a mapping, found {}", kind_name(node)));
+        ctx.error(
+            loc(node),
+            path,
+            format!("expected a mapping, found {}", kind_name(node)),
+        );
         return None;
     };
     let mut entries = Vec::with_capacity(m.len());
@@ -141,11 +153,19 @@ pub(crate) fn map<'a, 'y>(ctx: &mut Ctx<'_>, node: &'a Node<'y>, path: &str) -> 
     })
 }
 
-pub(crate) fn seq<'a, 'y>(ctx: &mut Ctx<'_>, node: &'a Node<'y>, path: &str) -> Option<&'a [Node<'y>]> {
+pub(crate) fn seq<'a, 'y>(
+    ctx: &mut Ctx<'_>,
+    node: &'a Node<'y>,
+    path: &str,
+) -> Option<&'a [Node<'y>]> {
     match &node.data {
         YamlData::Sequence(items) => Some(items.as_slice()),
         _ => {
-            ctx.error(loc(node), path, format!("expected a list, found {}", kind_name(node)));
+            ctx.error(
+                loc(node),
+                path,
+                format!("expected a list, found {}", kind_name(node)),
+            );
             None
         }
     }
@@ -164,9 +184,18 @@ fn scalar_text(node: &Node<'_>) -> Option<String> {
     }
 }
 
-fn interpolated(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str, mode: Mode) -> Option<Spanned<String>> {
+fn interpolated(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_>,
+    path: &str,
+    mode: Mode,
+) -> Option<Spanned<String>> {
     let Some(raw) = scalar_text(node) else {
-        ctx.error(loc(node), path, format!("expected a string, found {}", kind_name(node)));
+        ctx.error(
+            loc(node),
+            path,
+            format!("expected a string, found {}", kind_name(node)),
+        );
         return None;
     };
     match ctx.vars.interpolate(&raw, mode) {
@@ -195,14 +224,22 @@ pub(crate) fn sql(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Span
 /// A plain name (identifier-like, no variables): step names, column names, model kinds.
 pub(crate) fn name(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Spanned<String>> {
     let Some(text) = scalar_text(node) else {
-        ctx.error(loc(node), path, format!("expected a name, found {}", kind_name(node)));
+        ctx.error(
+            loc(node),
+            path,
+            format!("expected a name, found {}", kind_name(node)),
+        );
         return None;
     };
     Some(Spanned::new(text, loc(node)))
 }
 
 /// One name or a list of names.
-pub(crate) fn names(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Vec<Spanned<String>>> {
+pub(crate) fn names(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_>,
+    path: &str,
+) -> Option<Vec<Spanned<String>>> {
     match &node.data {
         YamlData::Sequence(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -219,7 +256,11 @@ pub(crate) fn boolean(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<
     match &node.data {
         YamlData::Value(Scalar::Boolean(b)) => Some(*b),
         _ => {
-            ctx.error(loc(node), path, format!("expected true or false, found {}", kind_name(node)));
+            ctx.error(
+                loc(node),
+                path,
+                format!("expected true or false, found {}", kind_name(node)),
+            );
             None
         }
     }
@@ -238,12 +279,20 @@ pub(crate) fn integer(
             ctx.error(
                 loc(node),
                 path,
-                format!("{i} is out of range: expected {}..={}", range.start(), range.end()),
+                format!(
+                    "{i} is out of range: expected {}..={}",
+                    range.start(),
+                    range.end()
+                ),
             );
             None
         }
         _ => {
-            ctx.error(loc(node), path, format!("expected an integer, found {}", kind_name(node)));
+            ctx.error(
+                loc(node),
+                path,
+                format!("expected an integer, found {}", kind_name(node)),
+            );
             None
         }
     }
@@ -256,7 +305,11 @@ pub(crate) fn number(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<f
         #[allow(clippy::cast_precision_loss)]
         YamlData::Value(Scalar::Integer(i)) => Some(*i as f64),
         _ => {
-            ctx.error(loc(node), path, format!("expected a number, found {}", kind_name(node)));
+            ctx.error(
+                loc(node),
+                path,
+                format!("expected a number, found {}", kind_name(node)),
+            );
             None
         }
     }
@@ -276,6 +329,8 @@ pub(crate) fn choice<T: Copy>(
     let words: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
     let hint = did_you_mean(&text.value, words.iter().copied())
         .unwrap_or_else(|| format!("expected one of: {}", words.join(", ")));
-    ctx.push(Diagnostic::new(text.loc, path, format!("unknown value `{}`", text.value)).with_hint(hint));
+    ctx.push(
+        Diagnostic::new(text.loc, path, format!("unknown value `{}`", text.value)).with_hint(hint),
+    );
     None
 }
