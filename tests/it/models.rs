@@ -1,6 +1,6 @@
 //! RFM and Pareto on small fixtures, against values worked out by hand (in the comments).
 
-use crate::common::{Scratch, parquet_files, project, read_parquet, segflow};
+use crate::common::{Scratch, parquet_files, project, read_parquet, row, segflow};
 
 /// Reference date 2026-01-01 (end of period 2025). Per customer, counting only orders before it:
 ///
@@ -90,10 +90,6 @@ fn run_rfm(method: &str, frequency: &str, lookback: &str) -> Vec<Vec<String>> {
             "segment",
         ],
     )
-}
-
-fn row(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
 }
 
 /// ntile, 3 bins, 2 customers per bucket; ties broken by customer id ascending:

@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{Scratch, parquet_files, python, read_parquet, repo_root, segflow};
+use crate::common::{Scratch, parquet_files, read_parquet, repo_root, run_python, segflow};
 
 fn sha256(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).expect("read")))
@@ -63,21 +62,9 @@ n, periods, tiers = con.execute(
 t = ds.dataset(root, format="parquet", partitioning="hive").to_table()
 print(n, periods, tiers, t.num_rows, sorted(set(t.column("period").to_pylist())))
 "#;
-    let out = Command::new(python())
-        .args([
-            "-c",
-            script,
-            demo.join("out/customer_segments").to_str().expect("utf8"),
-        ])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let root = demo.join("out/customer_segments");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        run_python(["-c", script, root.to_str().expect("utf8")]),
         format!("{expected_rows} [2025] ['A', 'B', 'C'] {expected_rows} [2025]")
     );
 }
@@ -307,17 +294,8 @@ fn sub_partitions_escape_their_values_and_read_back() {
         ]
     );
     let script = "import sys, duckdb; print(duckdb.sql(f\"SELECT string_agg(customer_id || ':' || coalesce(region, 'NULL') || ':' || period, ',' ORDER BY customer_id) FROM read_parquet('{sys.argv[1]}/*/*/*.parquet', hive_partitioning = true)\").fetchall()[0][0])";
-    let out = Command::new(python())
-        .args(["-c", script, root.to_str().expect("utf8")])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        run_python(["-c", script, root.to_str().expect("utf8")]),
         "A:Nord/Ost:2025,B:NULL:2025,C:a=b:2025,D:Nord/Ost:2025"
     );
 }

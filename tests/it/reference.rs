@@ -2,9 +2,7 @@
 //! plain DuckDB SQL (`scripts/bench/duckdb_yearly.py`), compared customer by customer, every
 //! column, on the demo data.
 
-use std::process::Command;
-
-use crate::common::{Scratch, python, repo_root, segflow};
+use crate::common::{Scratch, repo_root, run_python, segflow};
 
 #[test]
 fn shipped_pipeline_matches_the_duckdb_reference_for_every_customer() {
@@ -16,38 +14,24 @@ fn shipped_pipeline_matches_the_duckdb_reference_for_every_customer() {
     )
     .assert_code(0);
     let scripts = repo_root().join("scripts/bench");
-    let reference = Command::new(python())
-        .arg(scripts.join("duckdb_yearly.py"))
-        .args(["--data", demo.join("data").to_str().expect("utf8")])
-        .args([
-            "--period",
-            "2025",
-            "--out",
-            s.path("duckdb").to_str().expect("utf8"),
-        ])
-        .output()
-        .expect("python");
-    assert!(
-        reference.status.success(),
-        "{}",
-        String::from_utf8_lossy(&reference.stderr)
-    );
-    let compare = Command::new(python())
-        .arg(scripts.join("compare_outputs.py"))
-        .arg(demo.join("out/customer_segments"))
-        .arg(s.path("duckdb/customer_segments"))
-        .output()
-        .expect("python");
-    let stdout = String::from_utf8_lossy(&compare.stdout);
-    assert!(
-        compare.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&compare.stderr)
-    );
-    let n: usize = stdout
-        .trim()
+    let duckdb_out = s.path("duckdb");
+    run_python([
+        scripts.join("duckdb_yearly.py").as_os_str(),
+        "--data".as_ref(),
+        demo.join("data").as_os_str(),
+        "--period".as_ref(),
+        "2025".as_ref(),
+        "--out".as_ref(),
+        duckdb_out.as_os_str(),
+    ]);
+    let compared = run_python([
+        scripts.join("compare_outputs.py").as_os_str(),
+        demo.join("out/customer_segments").as_os_str(),
+        duckdb_out.join("customer_segments").as_os_str(),
+    ]);
+    let n: usize = compared
         .strip_prefix("equal ")
         .and_then(|n| n.parse().ok())
-        .expect("count");
+        .expect(&compared);
     assert!(n > 3000, "only {n} customers compared");
 }

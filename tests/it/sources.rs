@@ -1,11 +1,7 @@
 //! Sources: CSV, Parquet and JSON lines with declared schemas, globs, `plan` and `explain`,
 //! and the exit codes for bad data and missing files.
 
-use crate::common::{Scratch, parquet_files, project, read_parquet, segflow};
-
-fn row(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
-}
+use crate::common::{Scratch, parquet_files, project, read_parquet, row, segflow};
 
 /// Columns in another order, other case and stray spaces, an undeclared column, two files
 /// matched by a glob, a quoted field with the delimiter and a newline in it.
