@@ -169,40 +169,69 @@ outputs:
     assert_eq!(results[0], results[1]);
 }
 
+/// CSV: a required cell left empty makes the row bad (exit 1, `file:line`); JSON lines: the
+/// required-column check counts the NULLs. Either way nothing is committed.
 #[test]
-fn required_nulls_fail_the_checks_with_exit_1_and_commit_nothing() {
+fn required_columns_fail_with_exit_1_and_commit_nothing() {
     let s = Scratch::new();
     s.write("c.csv", "customer_id,email\nA,a@x\n,b@x\n,c@x\n");
-    let p = s.write(
-        "p.yaml",
-        "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c:\n    path: c.csv\n    schema: { customer_id: { type: string, required: true }, email: string }\nsteps: [ { name: s, sql: SELECT customer_id FROM c } ]\noutputs: { s: { from: s } }\n",
+    s.write(
+        "c.jsonl",
+        "{\"customer_id\": \"A\"}\n{\"customer_id\": null}\n{\"email\": \"c@x\"}\n",
     );
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
-    r.assert_code(1);
-    assert!(
-        r.stderr.contains("2 row(s) have no `customer_id`"),
-        "{}",
-        r.stderr
-    );
-    let m = r.manifest();
-    assert_eq!(m.status, segflow_manifest::RunStatus::ChecksFailed);
-    assert_eq!(m.checks.len(), 1);
-    assert_eq!(
+    for (file, message) in [
+        ("c.csv", "2 bad row(s) in source `c` (on_bad_row: fail): "),
         (
-            m.checks[0].target.as_str(),
-            m.checks[0].failing_rows,
-            m.checks[0].passed
+            "c.jsonl",
+            "source `c`: 2 row(s) have no `customer_id`, which is declared required",
         ),
-        ("c.customer_id", 2, false)
-    );
-    assert!(!s.path("out/s").exists());
+    ] {
+        let p = s.write(
+            "p.yaml",
+            &format!("pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c:\n    path: {file}\n    schema: {{ customer_id: {{ type: string, required: true }}, email: string }}\nsteps: [ {{ name: s, sql: SELECT customer_id FROM c }} ]\noutputs: {{ s: {{ from: s }} }}\n"),
+        );
+        let r = segflow(
+            &["run", p.to_str().expect("utf8"), "--period", "2025"],
+            s.dir.path(),
+        );
+        r.assert_code(1);
+        assert!(r.stderr.contains(message), "{}", r.stderr);
+        let m = r.manifest();
+        assert_eq!(m.status, segflow_manifest::RunStatus::ChecksFailed);
+        assert!(!s.path("out/s").exists());
+        if file == "c.csv" {
+            assert!(
+                r.stderr
+                    .contains("c.csv:3: column `customer_id` is required but empty; "),
+                "{}",
+                r.stderr
+            );
+            assert!(
+                r.stderr
+                    .contains("c.csv:4: column `customer_id` is required but empty"),
+                "{}",
+                r.stderr
+            );
+            assert_eq!(
+                (
+                    m.steps[0].rows_read,
+                    m.steps[0].rows_written,
+                    m.steps[0].rows_rejected
+                ),
+                (3, 1, 2)
+            );
+        } else {
+            let check = &m.checks[0];
+            assert_eq!(
+                (check.target.as_str(), check.failing_rows, check.passed),
+                ("c.customer_id", 2, false)
+            );
+        }
+    }
 }
 
 #[test]
-fn missing_files_and_columns_are_runtime_errors_naming_the_file() {
+fn missing_files_columns_and_short_rows_name_the_file() {
     let s = Scratch::new();
     let p = s.write(
         "p.yaml",
@@ -235,7 +264,13 @@ fn missing_files_and_columns_are_runtime_errors_naming_the_file() {
         &["run", p.to_str().expect("utf8"), "--period", "2025"],
         s.dir.path(),
     );
-    r.assert_code(2);
+    r.assert_code(1);
+    assert!(
+        r.stderr
+            .contains("c_1.csv:3: the row has 1 fields, the header has 2"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("c_1.csv"), "{}", r.stderr);
 }
 

@@ -12,6 +12,15 @@ pub enum RunError {
     #[error("{} data check(s) failed: {}", failures.len(), failures.join("; "))]
     ChecksFailed { failures: Vec<String> },
 
+    #[error("{}", summaries.join("\n"))]
+    BadRows { summaries: Vec<String> },
+
+    #[error("source `{source_name}`: rows do not add up: {message}")]
+    Accounting {
+        source_name: String,
+        message: String,
+    },
+
     #[error("step `{step}`: {message}")]
     StepInput { step: String, message: String },
 
@@ -64,7 +73,7 @@ pub mod exit {
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::ChecksFailed { .. } => exit::CHECKS_FAILED,
+            RunError::ChecksFailed { .. } | RunError::BadRows { .. } => exit::CHECKS_FAILED,
             RunError::UnsupportedLocation { .. } | RunError::StepInput { .. } => exit::CONFIG,
             _ => exit::RUNTIME,
         }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
@@ -19,9 +20,10 @@ use segflow_manifest::{
     PipelineInfo, RunStatus, StepRecord,
 };
 use segflow_sinks::{StagedTable, partition_dir, write_table};
-use segflow_spec::{Output, Period, Pipeline, Source};
+use segflow_sources::BadRow;
+use segflow_spec::{OnBadRow, Output, Period, Pipeline, Source};
 use sha2::{Digest, Sha256};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::compile::{compile_step, model_parameters};
 use crate::error::RunError;
@@ -113,16 +115,27 @@ pub async fn run(pipeline: &Pipeline, request: &RunRequest) -> RunOutcome {
     };
     let result = execute(pipeline, request, &run_id, &mut manifest).await;
     if result.is_err() {
-        for output in &pipeline.outputs {
+        let quarantine_roots = local_path("output_dir", &pipeline.output_dir)
+            .map(|dir| {
+                pipeline
+                    .sources
+                    .iter()
+                    .map(|s| dir.join("quarantine").join(&s.name.value))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let output_roots = pipeline
+            .outputs
+            .iter()
+            .filter_map(|o| local_path("output", &o.path).ok());
+        for root in output_roots.chain(quarantine_roots) {
             // Best effort: a leftover hidden staging directory is harmless to readers.
-            if let Ok(root) = local_path("output", &output.path) {
-                let _ = segflow_sinks::discard(&root, &run_id);
-            }
+            let _ = segflow_sinks::discard(&root, &run_id);
         }
     }
     manifest.status = match &result {
         Ok(()) => RunStatus::Succeeded,
-        Err(RunError::ChecksFailed { .. }) => RunStatus::ChecksFailed,
+        Err(RunError::ChecksFailed { .. } | RunError::BadRows { .. }) => RunStatus::ChecksFailed,
         Err(_) => RunStatus::Failed,
     };
     manifest.error = result.as_ref().err().map(ToString::to_string);
@@ -166,13 +179,23 @@ async fn execute(
     let mut rows: BTreeMap<String, u64> = BTreeMap::new();
 
     let started = Instant::now();
-    let mut failures = Vec::new();
+    let (mut failures, mut bad_rows, mut quarantined) = (Vec::new(), Vec::new(), Vec::new());
     for source in &pipeline.sources {
-        extract(&ctx, source, manifest, &mut rows, &mut failures).await?;
+        let extracted = extract(&ctx, source, manifest, &mut rows).await?;
+        failures.extend(extracted.check_failures);
+        bad_rows.extend(extracted.bad_rows_failure);
+        if let Some(q) = extracted.quarantine {
+            quarantined.push((source.name.value.clone(), q));
+        }
     }
     manifest
         .timings
         .insert("extract".into(), started.elapsed().as_secs_f64());
+    if !bad_rows.is_empty() {
+        return Err(RunError::BadRows {
+            summaries: bad_rows,
+        });
+    }
     if !failures.is_empty() {
         return Err(RunError::ChecksFailed { failures });
     }
@@ -215,7 +238,31 @@ async fn execute(
 
     let started = Instant::now();
     let metadata = file_metadata(pipeline, request, manifest);
-    let mut staged = Vec::with_capacity(pipeline.outputs.len());
+    let mut staged = Vec::with_capacity(pipeline.outputs.len() + quarantined.len());
+    let quarantine_root = local_path("output_dir", &pipeline.output_dir)?.join("quarantine");
+    for (source, bad) in &quarantined {
+        let (schema, batch) = quarantine_batch(source, bad)?;
+        let root = quarantine_root.join(source);
+        let table = stage_batches(
+            &root,
+            request.period,
+            run_id,
+            schema,
+            &[batch],
+            &[],
+            1_000_000,
+            &metadata,
+        )?;
+        manifest.outputs.push(OutputRecord {
+            output: format!("quarantine/{source}"),
+            from: source.clone(),
+            path: root.display().to_string(),
+            rows: bad.len() as u64,
+            files: output_files(&table),
+            committed: false,
+        });
+        staged.push(table);
+    }
     for output in &pipeline.outputs {
         let table = stage_output(&ctx, output, request.period, run_id, &metadata).await?;
         manifest.outputs.push(OutputRecord {
@@ -223,16 +270,7 @@ async fn execute(
             from: output.from.value.clone(),
             path: output.path.clone(),
             rows: table.files.iter().map(|f| f.rows).sum(),
-            files: table
-                .files
-                .iter()
-                .map(|f| OutputFile {
-                    path: format!("{}/{}", table.period_dir, f.relative_path),
-                    rows: f.rows,
-                    size: f.size,
-                    sha256: f.sha256.clone(),
-                })
-                .collect(),
+            files: output_files(&table),
             committed: false,
         });
         staged.push(table);
@@ -286,13 +324,44 @@ async fn materialize(df: DataFrame) -> datafusion::error::Result<(MemTable, usiz
     Ok((MemTable::try_new(schema, partitions)?, rows))
 }
 
+/// "3 bad row(s) in source `orders`; …: orders.csv:17: column `amount`: …" — the first few
+/// rows by file and line, so the message alone says where to look.
+fn bad_rows_summary(source: &str, bad_rows: &[BadRow]) -> String {
+    let first: Vec<String> = sorted_bad_rows(bad_rows)
+        .iter()
+        .take(3)
+        .map(|b| format!("{}:{}: {}", b.file, b.line, b.reason))
+        .collect();
+    format!(
+        "{} bad row(s) in source `{source}` (on_bad_row: fail): {}",
+        bad_rows.len(),
+        first.join("; ")
+    )
+}
+
+fn sorted_bad_rows(bad_rows: &[BadRow]) -> Vec<&BadRow> {
+    let mut rows: Vec<&BadRow> = bad_rows.iter().collect();
+    rows.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    rows
+}
+
+/// What reading one source left for the later phases.
+#[derive(Debug, Default)]
+struct Extracted {
+    /// Data-check failures (required columns with NULLs).
+    check_failures: Vec<String>,
+    /// Set when rows were refused under `on_bad_row: fail`.
+    bad_rows_failure: Option<String>,
+    /// Rows for the quarantine table, under `on_bad_row: quarantine` (possibly none).
+    quarantine: Option<Vec<BadRow>>,
+}
+
 async fn extract(
     ctx: &SessionContext,
     source: &Source,
     manifest: &mut Manifest,
     rows: &mut BTreeMap<String, u64>,
-    failures: &mut Vec<String>,
-) -> Result<(), RunError> {
+) -> Result<Extracted, RunError> {
     let started = Instant::now();
     let name = &source.name.value;
     let files = segflow_sources::list_files(ctx, source).await?;
@@ -309,14 +378,48 @@ async fn extract(
     .try_collect()
     .await?;
     let loaded = segflow_sources::load(ctx, source, &files).await?;
-    for ((file, sha256), file_rows) in files.iter().zip(checksums).zip(&loaded.rows_per_file) {
+    for (i, (file, sha256)) in files.iter().zip(checksums).enumerate() {
         manifest.inputs.push(InputRecord {
             source: name.clone(),
             path: file.url.clone(),
             size: file.size,
             sha256,
-            rows: *file_rows as u64,
+            rows: loaded.rows_per_file[i] as u64,
+            rows_rejected: loaded
+                .bad_rows
+                .iter()
+                .filter(|b| b.file == file.url)
+                .count() as u64,
+            encoding: loaded.encodings[i].to_string(),
         });
+    }
+    // The invariant the manifest promises, checked on every source, every run.
+    let (read, accepted, rejected) = (
+        loaded.rows_read(),
+        loaded.rows_accepted(),
+        loaded.bad_rows.len(),
+    );
+    if read != accepted + rejected || loaded.rows_in_table != accepted {
+        return Err(RunError::Accounting {
+            source_name: name.clone(),
+            message: format!(
+                "read {read}, accepted {accepted} ({} in the table), rejected {rejected}",
+                loaded.rows_in_table
+            ),
+        });
+    }
+    let mut extracted = Extracted::default();
+    match source.on_bad_row {
+        OnBadRow::Fail if rejected > 0 => {
+            extracted.bad_rows_failure = Some(bad_rows_summary(name, &loaded.bad_rows));
+        }
+        OnBadRow::Fail => {}
+        OnBadRow::Quarantine => {
+            if rejected > 0 {
+                warn!(source = %name, rows = rejected, "rows quarantined");
+            }
+            extracted.quarantine = Some(loaded.bad_rows.clone());
+        }
     }
     for (column, nulls) in source.schema.iter().zip(&loaded.null_counts) {
         if !column.required {
@@ -332,7 +435,9 @@ async fn extract(
             )
         };
         if !passed {
-            failures.push(format!("source `{name}`: {message}"));
+            extracted
+                .check_failures
+                .push(format!("source `{name}`: {message}"));
         }
         manifest.checks.push(CheckRecord {
             name: "required".into(),
@@ -343,13 +448,12 @@ async fn extract(
             message,
         });
     }
-    let total = loaded.rows() as u64;
     ctx.register_table(name.as_str(), loaded.table)
         .map_err(|e| RunError::Step {
             step: name.clone(),
             source: Box::new(e),
         })?;
-    info!(source = %name, files = files.len(), rows = total, seconds = started.elapsed().as_secs_f64(), "source read");
+    info!(source = %name, files = files.len(), rows = read, rejected, seconds = started.elapsed().as_secs_f64(), "source read");
     manifest.steps.push(StepRecord {
         name: name.clone(),
         kind: "source".into(),
@@ -358,14 +462,50 @@ async fn extract(
             .zip(&loaded.rows_per_file)
             .map(|(f, r)| (f.url.clone(), *r as u64))
             .collect(),
-        rows_read: total,
-        rows_written: total,
-        rows_rejected: 0,
+        rows_read: read as u64,
+        rows_written: accepted as u64,
+        rows_rejected: rejected as u64,
         seconds: started.elapsed().as_secs_f64(),
         parameters: None,
     });
-    rows.insert(name.clone(), total);
-    Ok(())
+    rows.insert(name.clone(), accepted as u64);
+    Ok(extracted)
+}
+
+/// The quarantine table of a source: one row per rejected row, in file and line order.
+fn quarantine_batch(
+    source: &str,
+    bad_rows: &[BadRow],
+) -> Result<(SchemaRef, RecordBatch), RunError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("file", DataType::Utf8, false),
+        Field::new("line", DataType::Int64, false),
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]));
+    let rows = sorted_bad_rows(bad_rows);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|_| source))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.file.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter()
+                .map(|r| i64::try_from(r.line).unwrap_or(i64::MAX)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.raw.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.reason.as_str()),
+        )),
+    ];
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| RunError::Step {
+        step: source.to_string(),
+        source: Box::new(e.into()),
+    })?;
+    Ok((schema, batch))
 }
 
 /// Parquet key/value metadata. Only values that are the same for the same inputs go here (no
@@ -481,8 +621,34 @@ async fn stage_output(
     let (schema, partitions) = collect_physical(df).await.map_err(query_err)?;
     let batches: Vec<RecordBatch> = partitions.into_iter().flatten().collect();
     let root = local_path("output", &output.path)?;
+    let table = stage_batches(
+        &root,
+        period,
+        run_id,
+        schema,
+        &batches,
+        &sub_partitions,
+        output.max_rows_per_file,
+        metadata,
+    )?;
+    info!(output = %name, rows = table.files.iter().map(|f| f.rows).sum::<u64>(), files = table.files.len(), path = %root.display(), "output staged");
+    Ok(table)
+}
+
+/// Writes one period of a table into its staging directory.
+#[allow(clippy::too_many_arguments)]
+fn stage_batches(
+    root: &Path,
+    period: Period,
+    run_id: &str,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    sub_partitions: &[String],
+    max_rows_per_file: usize,
+    metadata: &[(String, String)],
+) -> Result<StagedTable, RunError> {
     let table = StagedTable {
-        root: root.clone(),
+        root: root.to_path_buf(),
         run_id: run_id.to_string(),
         period_dir: partition_dir("period", Some(&period.to_string())),
         files: Vec::new(),
@@ -490,11 +656,23 @@ async fn stage_output(
     let files = write_table(
         &table.staged_period(),
         schema,
-        &batches,
-        &sub_partitions,
-        output.max_rows_per_file,
+        batches,
+        sub_partitions,
+        max_rows_per_file,
         metadata,
     )?;
-    info!(output = %name, rows = files.iter().map(|f| f.rows).sum::<u64>(), files = files.len(), path = %Path::new(&root).display(), "output staged");
     Ok(StagedTable { files, ..table })
+}
+
+fn output_files(table: &StagedTable) -> Vec<OutputFile> {
+    table
+        .files
+        .iter()
+        .map(|f| OutputFile {
+            path: format!("{}/{}", table.period_dir, f.relative_path),
+            rows: f.rows,
+            size: f.size,
+            sha256: f.sha256.clone(),
+        })
+        .collect()
 }

@@ -69,7 +69,12 @@ pub struct InputRecord {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    /// Records read from the file (accepted + rejected).
     pub rows: u64,
+    /// Records set aside (quarantined) or refused (`on_bad_row: fail`).
+    pub rows_rejected: u64,
+    /// Text encoding as declared or detected (`utf-8`, `windows-1252`…; the format for binary files).
+    pub encoding: String,
 }
 
 /// One source or step. For sources `rows_read = rows_written + rows_rejected` always holds.

@@ -45,6 +45,13 @@ pub enum SourceError {
         column: String,
     },
 
+    #[error("source `{source_name}`: `{file}`: {message}")]
+    Decode {
+        source_name: String,
+        file: String,
+        message: String,
+    },
+
     #[error("source `{source_name}`: `{file}`: {error}")]
     Read {
         source_name: String,

@@ -5,12 +5,15 @@
 //! is read the same way. Each file is read on its own so errors and row counts name the file.
 
 mod checksum;
+mod csv_file;
 mod error;
 mod location;
 mod read;
 mod schema;
+mod values;
 
 pub use checksum::sha256_of;
+pub use csv_file::BadRow;
 pub use error::SourceError;
 pub use location::{InputFile, list_files};
 pub use read::{LoadedSource, load, scan};

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
@@ -14,6 +14,7 @@ use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
 use object_store::ObjectStoreExt;
 use segflow_spec::{Format, Source};
 
+use crate::csv_file::{BadRow, CsvFileRead, FileProblem, read_csv_file};
 use crate::error::SourceError;
 use crate::location::InputFile;
 use crate::schema::{arrow_type, match_columns};
@@ -22,15 +23,27 @@ use crate::schema::{arrow_type, match_columns};
 #[derive(Debug)]
 pub struct LoadedSource {
     pub table: Arc<MemTable>,
-    /// Rows per input file, in the order of the files given.
+    /// Records read per input file (accepted + rejected), in the order of the files given.
     pub rows_per_file: Vec<usize>,
-    /// NULL count per declared column, in declaration order.
+    /// Rows that could not be parsed or typed, with file, line, raw text and reason.
+    pub bad_rows: Vec<BadRow>,
+    /// Text encoding per file (CSV: as declared or detected; other formats: their own).
+    pub encodings: Vec<&'static str>,
+    /// NULL count per declared column (accepted rows), in declaration order.
     pub null_counts: Vec<usize>,
+    /// Rows in `table`, counted from the batches handed to it.
+    pub rows_in_table: usize,
 }
 
 impl LoadedSource {
-    pub fn rows(&self) -> usize {
+    /// Records read from all files.
+    pub fn rows_read(&self) -> usize {
         self.rows_per_file.iter().sum()
+    }
+
+    /// Records that passed into the table: `rows_read() - bad_rows.len()`.
+    pub fn rows_accepted(&self) -> usize {
+        self.rows_read() - self.bad_rows.len()
     }
 }
 
@@ -231,55 +244,119 @@ pub async fn scan(
     })
 }
 
+/// Reads a CSV file with segflow's own reader (line numbers, encodings, decimal commas).
+async fn load_csv_file(
+    source: &Source,
+    file: &InputFile,
+    schema: &SchemaRef,
+) -> Result<CsvFileRead, SourceError> {
+    let io = |error| SourceError::Io {
+        source_name: source.name.value.clone(),
+        file: file.url.clone(),
+        error,
+    };
+    let bytes = file
+        .store
+        .get(&file.path)
+        .await
+        .map_err(io)?
+        .bytes()
+        .await
+        .map_err(io)?;
+    let (name, url, opts, declared, schema) = (
+        source.name.value.clone(),
+        file.url.clone(),
+        source.csv.clone(),
+        source.schema.clone(),
+        Arc::clone(schema),
+    );
+    let parsed = tokio::task::spawn_blocking(move || {
+        read_csv_file(&name, &url, &bytes, &opts, &declared, &schema)
+    })
+    .await
+    .map_err(|e| read_error(source, file, DataFusionError::External(Box::new(e))))?;
+    parsed.map_err(|problem| match problem {
+        FileProblem::Header(e) => e,
+        FileProblem::Decode(message) => SourceError::Decode {
+            source_name: source.name.value.clone(),
+            file: file.url.clone(),
+            message,
+        },
+        FileProblem::Arrow(e) => read_error(source, file, e.into()),
+    })
+}
+
 /// Reads every file of a source into memory, file by file so errors and counts name the file.
+/// Batches are spread over `partitions` table partitions so later steps run in parallel.
 pub async fn load(
     ctx: &SessionContext,
     source: &Source,
     files: &[InputFile],
 ) -> Result<LoadedSource, SourceError> {
     let schema = Arc::new(declared_schema(source));
-    let mut partitions: Vec<Vec<RecordBatch>> = Vec::new();
-    let mut rows_per_file = Vec::with_capacity(files.len());
-    let mut null_counts = vec![0; source.schema.len()];
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut loaded = LoadedSource {
+        table: Arc::new(
+            MemTable::try_new(Arc::clone(&schema), vec![Vec::new()]).map_err(|e| {
+                SourceError::Read {
+                    source_name: source.name.value.clone(),
+                    file: source.location.value.clone(),
+                    error: Box::new(e),
+                }
+            })?,
+        ),
+        rows_per_file: Vec::with_capacity(files.len()),
+        bad_rows: Vec::new(),
+        encodings: Vec::with_capacity(files.len()),
+        null_counts: vec![0; source.schema.len()],
+        rows_in_table: 0,
+    };
     for file in files {
-        let df = scan_file(ctx, source, file).await?;
-        let parts = df
-            .collect_partitioned()
-            .await
-            .map_err(|e| read_error(source, file, e))?;
-        let mut rows = 0;
-        for batch in parts.iter().flatten() {
-            rows += batch.num_rows();
-            for (count, col) in null_counts.iter_mut().zip(batch.columns()) {
-                *count += col.null_count();
-            }
-        }
-        rows_per_file.push(rows);
-        for part in parts {
-            // Re-label batches with the declared schema (identical fields; the nullability of
-            // a CAST may differ), so the MemTable has one schema.
-            let batches = part
+        let (file_batches, records) = if source.format == Format::Csv {
+            let read = load_csv_file(source, file, &schema).await?;
+            loaded.encodings.push(read.encoding);
+            loaded.bad_rows.extend(read.bad_rows);
+            (read.batches, read.records)
+        } else {
+            let df = scan_file(ctx, source, file).await?;
+            let parts = df
+                .collect_partitioned()
+                .await
+                .map_err(|e| read_error(source, file, e))?;
+            // Re-label batches with the declared schema (identical fields; the nullability
+            // of a CAST may differ), so the MemTable has one schema.
+            let batches = parts
                 .into_iter()
+                .flatten()
                 .filter(|b| b.num_rows() > 0)
                 .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| read_error(source, file, e.into()))?;
-            if !batches.is_empty() {
-                partitions.push(batches);
+            let records = batches.iter().map(RecordBatch::num_rows).sum();
+            loaded.encodings.push(source.format.name());
+            (batches, records)
+        };
+        for batch in &file_batches {
+            for (count, col) in loaded.null_counts.iter_mut().zip(batch.columns()) {
+                *count += col.null_count();
             }
         }
+        loaded.rows_per_file.push(records);
+        batches.extend(file_batches);
     }
-    if partitions.is_empty() {
-        partitions.push(Vec::new());
+    loaded.rows_in_table = batches.iter().map(RecordBatch::num_rows).sum();
+    let partitions = ctx.state().config().target_partitions().max(1);
+    let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions.min(batches.len().max(1))];
+    let n = parts.len();
+    for (i, batch) in batches.into_iter().enumerate() {
+        parts[i % n].push(batch);
     }
-    let table = MemTable::try_new(schema, partitions).map_err(|e| SourceError::Read {
-        source_name: source.name.value.clone(),
-        file: source.location.value.clone(),
-        error: Box::new(e),
-    })?;
-    Ok(LoadedSource {
-        table: Arc::new(table),
-        rows_per_file,
-        null_counts,
-    })
+    loaded.table = Arc::new(
+        MemTable::try_new(schema, parts).map_err(|e| SourceError::Read {
+            source_name: source.name.value.clone(),
+            file: source.location.value.clone(),
+            error: Box::new(e),
+        })?,
+    );
+    Ok(loaded)
 }

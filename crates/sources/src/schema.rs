@@ -67,6 +67,7 @@ mod tests {
             name: name.into(),
             data_type: ColumnType::String,
             required: false,
+            format: None,
             loc: Location::default(),
         }
     }

@@ -8,8 +8,8 @@ use crate::diagnostic::{Diagnostic, Spanned};
 use crate::period::Grain;
 use crate::pipeline::{
     ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure, Lookback,
-    LookbackUnit, MonetaryMeasure, Output, ParetoSpec, RfmSpec, ScoreMethod, SegmentRule, Source,
-    SqlStep, Step, StepKind,
+    LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, RfmSpec, ScoreMethod, SegmentRule,
+    Source, SqlStep, Step, StepKind, TextEncoding,
 };
 use crate::yaml::{self, Ctx, Map, Node, loc};
 
@@ -204,6 +204,33 @@ fn source(
         .required(ctx, "schema")
         .map(|(n, p)| schema(ctx, n, &p))
         .unwrap_or_default();
+    let on_bad_row = m
+        .get("on_bad_row")
+        .and_then(|(n, p)| {
+            let choice = yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[
+                    ("fail", OnBadRow::Fail),
+                    ("quarantine", OnBadRow::Quarantine),
+                ],
+            );
+            if choice == Some(OnBadRow::Quarantine) && format.is_some_and(|f| f != Format::Csv) {
+                ctx.push(
+                    Diagnostic::new(
+                        loc(n),
+                        &p,
+                        "`quarantine` is supported for CSV sources only so far",
+                    )
+                    .with_hint(
+                        "Parquet and JSON lines carry their own types; use `on_bad_row: fail`",
+                    ),
+                );
+            }
+            choice
+        })
+        .unwrap_or(OnBadRow::Fail);
     m.finish(ctx);
     Some(Source {
         name,
@@ -211,6 +238,7 @@ fn source(
         format: format?,
         csv,
         schema,
+        on_bad_row,
     })
 }
 
@@ -249,6 +277,49 @@ fn csv_options(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> CsvOptions {
     }
     if let Some((n, p)) = m.get("escape") {
         opts.escape = single_byte(ctx, n, &p);
+    }
+    if let Some((n, p)) = m.get("decimal") {
+        opts.decimal = match single_byte(ctx, n, &p) {
+            Some(b) if b == b'.' || b == b',' => b,
+            Some(_) => {
+                ctx.error(loc(n), &p, "the decimal separator is `.` or `,`");
+                b'.'
+            }
+            None => b'.',
+        };
+    }
+    if let Some((n, p)) = m.get("thousands")
+        && let Some(text) = yaml::string(ctx, n, &p)
+    {
+        let mut chars = text.value.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => opts.thousands = Some(c),
+            _ => ctx.push(
+                Diagnostic::new(
+                    text.loc,
+                    &p,
+                    format!("expected one character, found `{}`", text.value),
+                )
+                .with_hint("e.g. `thousands: \".\"` or `thousands: \" \"`"),
+            ),
+        }
+    }
+    if let Some((n, p)) = m.get("encoding") {
+        opts.encoding = yaml::choice(
+            ctx,
+            n,
+            &p,
+            &[
+                ("utf-8", TextEncoding::Utf8),
+                ("utf8", TextEncoding::Utf8),
+                ("windows-1252", TextEncoding::Windows1252),
+                ("cp1252", TextEncoding::Windows1252),
+                ("iso-8859-1", TextEncoding::Latin1),
+                ("latin1", TextEncoding::Latin1),
+                ("auto", TextEncoding::Auto),
+            ],
+        )
+        .unwrap_or(TextEncoding::Utf8);
     }
     if let Some((n, p)) = m.get("quoted_newlines") {
         opts.quoted_newlines = yaml::boolean(ctx, n, &p).unwrap_or(true);
@@ -323,7 +394,7 @@ fn schema(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<ColumnSpec> {
     let mut columns = Vec::new();
     for (name, col_node, col_path) in m.named_entries() {
         // `email: string` is shorthand for `email: { type: string }`.
-        let (data_type, required) = if matches!(col_node.data, saphyr::YamlData::Mapping(_)) {
+        let data_type = if matches!(col_node.data, saphyr::YamlData::Mapping(_)) {
             let Some(mut c) = yaml::map(ctx, col_node, &col_path) else {
                 continue;
             };
@@ -334,16 +405,34 @@ fn schema(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<ColumnSpec> {
                 .get("required")
                 .and_then(|(n, p)| yaml::boolean(ctx, n, &p))
                 .unwrap_or(false);
+            let format = c.get("format").and_then(|(n, p)| {
+                let f = yaml::string(ctx, n, &p)?;
+                if !matches!(data_type, Some(ColumnType::Date | ColumnType::Timestamp)) {
+                    ctx.error(f.loc, &p, "`format` applies to date and timestamp columns");
+                }
+                if chrono::format::StrftimeItems::new(&f.value)
+                    .parse()
+                    .is_err()
+                {
+                    ctx.push(
+                        Diagnostic::new(f.loc, &p, format!("invalid date format `{}`", f.value))
+                            .with_hint("use chrono/strftime fields, e.g. `%d.%m.%Y` or `%Y%m%d`"),
+                    );
+                }
+                Some(f.value)
+            });
             c.finish(ctx);
-            (data_type, required)
+            (data_type, required, format)
         } else {
-            (column_type(ctx, col_node, &col_path), false)
+            (column_type(ctx, col_node, &col_path), false, None)
         };
+        let (data_type, required, format) = data_type;
         if let Some(data_type) = data_type {
             columns.push(ColumnSpec {
                 name: name.value,
                 data_type,
                 required,
+                format,
                 loc: name.loc,
             });
         }

@@ -25,8 +25,8 @@ pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{
     ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure, Lookback,
-    LookbackUnit, MonetaryMeasure, Output, ParetoSpec, Pipeline, RfmSpec, ScoreMethod, SegmentRule,
-    Source, SqlStep, Step, StepKind,
+    LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, Pipeline, RfmSpec, ScoreMethod,
+    SegmentRule, Source, SqlStep, Step, StepKind, TextEncoding,
 };
 pub use vars::{Mode, Variables};
 

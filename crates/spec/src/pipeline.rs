@@ -72,6 +72,11 @@ pub struct CsvOptions {
     pub escape: Option<u8>,
     /// Cell texts read as NULL in addition to the empty cell.
     pub null_values: Vec<String>,
+    /// Decimal separator of numbers: `.` or `,` (`1 234,50`).
+    pub decimal: u8,
+    /// Thousands separator to drop from numbers (`1.234,50` with `thousands: "."`).
+    pub thousands: Option<char>,
+    pub encoding: TextEncoding,
     /// Quoted fields may contain line breaks (true, the safe default for CRM exports). When a
     /// file is known to have none, `false` lets DataFusion split it and parse it in parallel.
     pub quoted_newlines: bool,
@@ -85,8 +90,32 @@ impl Default for CsvOptions {
             escape: None,
             null_values: Vec::new(),
             quoted_newlines: true,
+            decimal: b'.',
+            thousands: None,
+            encoding: TextEncoding::Utf8,
         }
     }
+}
+
+/// The character encoding of a text export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEncoding {
+    /// UTF-8, with or without a byte-order mark.
+    Utf8,
+    Windows1252,
+    /// ISO-8859-1: every byte is the code point of the same number.
+    Latin1,
+    /// UTF-8 (BOM or valid bytes), else Windows-1252; the manifest records what was found.
+    Auto,
+}
+
+/// What happens to a row that cannot be parsed or typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBadRow {
+    /// Stop the run (exit code 1), naming the file, line and reason.
+    Fail,
+    /// Set the row aside in the source's quarantine table with file, line, raw text and reason.
+    Quarantine,
 }
 
 /// A column type a pipeline can declare; money should be `decimal(p,s)` so sums are exact and
@@ -129,6 +158,8 @@ pub struct ColumnSpec {
     pub data_type: ColumnType,
     /// A required column must be present in every file and may not be NULL.
     pub required: bool,
+    /// `chrono` format of a date or timestamp column as written in the file, e.g. `%d.%m.%Y`.
+    pub format: Option<String>,
     pub loc: Location,
 }
 
@@ -141,6 +172,7 @@ pub struct Source {
     pub format: Format,
     pub csv: CsvOptions,
     pub schema: Vec<ColumnSpec>,
+    pub on_bad_row: OnBadRow,
 }
 
 /// A node of the pipeline's DAG that computes a table.

@@ -1,0 +1,292 @@
+//! Typing one text cell as CRM exports write it: decimal commas, thousands separators, dates in
+//! declared formats. A cell either becomes exactly its value or is refused with a reason —
+//! never rounded, truncated or guessed.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use segflow_spec::{ColumnType, CsvOptions};
+
+/// A typed cell.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value<'a> {
+    Null,
+    Str(&'a str),
+    I32(i32),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since 1970-01-01T00:00:00Z.
+    Timestamp(i64),
+    /// Unscaled value at the column's scale.
+    Decimal(i128),
+}
+
+fn epoch() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or(NaiveDate::MIN)
+}
+
+/// `1 234,50` → `1234.50` for the declared separators; other stray characters are refused.
+fn normalize_number(text: &str, opts: &CsvOptions) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let decimal = char::from(opts.decimal);
+    for c in text.chars() {
+        let is_thousands = opts
+            .thousands
+            .is_some_and(|t| c == t || (t == ' ' && matches!(c, '\u{a0}' | '\u{202f}')));
+        if is_thousands {
+            continue;
+        }
+        if c == decimal {
+            out.push('.');
+        } else if c.is_ascii_digit()
+            || c == '-'
+            || c == '+'
+            || ((c == 'e' || c == 'E') && decimal == '.')
+        {
+            out.push(c);
+        } else {
+            return Err(format!("unexpected `{c}`"));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, String> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if int_part.is_empty() && frac_part.is_empty()
+        || !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err("not a number".into());
+    }
+    let scale = usize::try_from(scale).unwrap_or(0);
+    let (kept, dropped) = frac_part.split_at(frac_part.len().min(scale));
+    if dropped.bytes().any(|b| b != b'0') {
+        return Err(format!("more than {scale} decimals"));
+    }
+    let int_part = int_part.trim_start_matches('0');
+    if int_part.len() + scale > usize::from(precision) {
+        return Err(format!(
+            "more than {} digits before the decimal point",
+            usize::from(precision) - scale
+        ));
+    }
+    let mut value: i128 = 0;
+    for b in int_part
+        .bytes()
+        .chain(kept.bytes())
+        .chain(std::iter::repeat_n(b'0', scale - kept.len()))
+    {
+        value = value * 10 + i128::from(b - b'0');
+    }
+    Ok(if negative { -value } else { value })
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" | "yes" | "y" => Some(true),
+        "false" | "f" | "0" | "no" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_timestamp(text: &str, format: Option<&str>) -> Option<i64> {
+    let utc = |dt: DateTime<Utc>| Some(dt.timestamp_micros());
+    match format {
+        Some(f) => DateTime::parse_from_str(text, f)
+            .ok()
+            .and_then(|dt| utc(dt.with_timezone(&Utc)))
+            .or_else(|| {
+                NaiveDateTime::parse_from_str(text, f)
+                    .ok()
+                    .and_then(|n| utc(n.and_utc()))
+            }),
+        None => DateTime::parse_from_rfc3339(text)
+            .ok()
+            .and_then(|dt| utc(dt.with_timezone(&Utc)))
+            .or_else(|| {
+                ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+                    .iter()
+                    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+                    .and_then(|n| utc(n.and_utc()))
+            }),
+    }
+}
+
+/// Types one cell. Empty cells (after trimming) and declared null texts are NULL.
+pub(crate) fn parse<'a>(
+    text: &'a str,
+    ty: ColumnType,
+    format: Option<&str>,
+    opts: &CsvOptions,
+) -> Result<Value<'a>, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() || opts.null_values.iter().any(|n| n == trimmed) {
+        return Ok(Value::Null);
+    }
+    let refuse = |why: String| Err(format!("cannot read `{trimmed}` as {ty}: {why}"));
+    match ty {
+        ColumnType::String => Ok(Value::Str(text)),
+        ColumnType::Int32 | ColumnType::Int64 => {
+            let n = normalize_number(trimmed, opts)
+                .and_then(|n| n.parse::<i64>().map_err(|e| e.to_string()));
+            match (n, ty) {
+                (Ok(v), ColumnType::Int32) => i32::try_from(v)
+                    .map(Value::I32)
+                    .or_else(|_| refuse("out of range".into())),
+                (Ok(v), _) => Ok(Value::I64(v)),
+                (Err(e), _) => refuse(e),
+            }
+        }
+        ColumnType::Float64 => match normalize_number(trimmed, opts)
+            .and_then(|n| n.parse::<f64>().map_err(|e| e.to_string()))
+        {
+            Ok(v) => Ok(Value::F64(v)),
+            Err(e) => refuse(e),
+        },
+        ColumnType::Decimal { precision, scale } => {
+            match normalize_number(trimmed, opts).and_then(|n| parse_decimal(&n, precision, scale))
+            {
+                Ok(v) => Ok(Value::Decimal(v)),
+                Err(e) => refuse(e),
+            }
+        }
+        ColumnType::Boolean => parse_bool(trimmed)
+            .map(Value::Bool)
+            .map_or_else(|| refuse("expected true/false, yes/no or 1/0".into()), Ok),
+        ColumnType::Date => {
+            let f = format.unwrap_or("%Y-%m-%d");
+            match NaiveDate::parse_from_str(trimmed, f) {
+                Ok(d) => Ok(Value::Date((d - epoch()).num_days() as i32)),
+                Err(e) => refuse(format!("{e} (format `{f}`)")),
+            }
+        }
+        ColumnType::Timestamp => parse_timestamp(trimmed, format)
+            .map(Value::Timestamp)
+            .map_or_else(
+                || {
+                    refuse(format!(
+                        "expected {}",
+                        format.unwrap_or("an ISO 8601 timestamp")
+                    ))
+                },
+                Ok,
+            ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nordic() -> CsvOptions {
+        CsvOptions {
+            decimal: b',',
+            thousands: Some(' '),
+            ..CsvOptions::default()
+        }
+    }
+
+    const DEC: ColumnType = ColumnType::Decimal {
+        precision: 12,
+        scale: 2,
+    };
+
+    #[test]
+    fn decimal_commas_and_thousands() {
+        let o = nordic();
+        assert_eq!(
+            parse("1 234,50", DEC, None, &o),
+            Ok(Value::Decimal(123_450))
+        );
+        assert_eq!(
+            parse("1\u{a0}234,5", DEC, None, &o),
+            Ok(Value::Decimal(123_450))
+        );
+        assert_eq!(parse("-0,07", DEC, None, &o), Ok(Value::Decimal(-7)));
+        assert_eq!(parse("12,300", DEC, None, &o), Ok(Value::Decimal(1_230)));
+        assert_eq!(parse("3", ColumnType::Int64, None, &o), Ok(Value::I64(3)));
+        assert!(parse("12,345", DEC, None, &o).is_err(), "never rounds");
+        assert!(
+            parse("1.234,50", DEC, None, &o).is_err(),
+            "`.` is not declared"
+        );
+        let dots = CsvOptions {
+            decimal: b',',
+            thousands: Some('.'),
+            ..CsvOptions::default()
+        };
+        assert_eq!(
+            parse("1.234,50", DEC, None, &dots),
+            Ok(Value::Decimal(123_450))
+        );
+        assert_eq!(
+            parse("2,5", ColumnType::Float64, None, &o),
+            Ok(Value::F64(2.5))
+        );
+    }
+
+    #[test]
+    fn precision_and_ranges_are_enforced() {
+        let o = CsvOptions::default();
+        assert!(parse("12345678901.00", DEC, None, &o).is_err());
+        assert_eq!(
+            parse("0001234567890.10", DEC, None, &o),
+            Ok(Value::Decimal(123_456_789_010))
+        );
+        assert!(parse("3000000000", ColumnType::Int32, None, &o).is_err());
+        assert!(parse("1.5", ColumnType::Int64, None, &o).is_err());
+        assert_eq!(
+            parse("abc", ColumnType::Int64, None, &o).expect_err("refused"),
+            "cannot read `abc` as int64: unexpected `a`"
+        );
+    }
+
+    #[test]
+    fn dates_timestamps_bools_and_nulls() {
+        let o = CsvOptions {
+            null_values: vec!["NULL".into()],
+            ..CsvOptions::default()
+        };
+        assert_eq!(
+            parse("2025-01-02", ColumnType::Date, None, &o),
+            Ok(Value::Date(20_090))
+        );
+        assert_eq!(
+            parse("02.01.2025", ColumnType::Date, Some("%d.%m.%Y"), &o),
+            Ok(Value::Date(20_090))
+        );
+        assert_eq!(
+            parse("20250102", ColumnType::Date, Some("%Y%m%d"), &o),
+            Ok(Value::Date(20_090))
+        );
+        assert!(parse("2025-02-30", ColumnType::Date, None, &o).is_err());
+        let noon_utc = 1_735_819_200_000_000;
+        assert_eq!(
+            parse("2025-01-02T13:00:00+01:00", ColumnType::Timestamp, None, &o),
+            Ok(Value::Timestamp(noon_utc))
+        );
+        assert_eq!(
+            parse("2025-01-02 12:00:00", ColumnType::Timestamp, None, &o),
+            Ok(Value::Timestamp(noon_utc))
+        );
+        assert_eq!(
+            parse("Yes", ColumnType::Boolean, None, &o),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            parse(" NULL ", ColumnType::Int64, None, &o),
+            Ok(Value::Null)
+        );
+        assert_eq!(parse("  ", ColumnType::Date, None, &o), Ok(Value::Null));
+        assert_eq!(
+            parse(" as is ", ColumnType::String, None, &o),
+            Ok(Value::Str(" as is "))
+        );
+    }
+}

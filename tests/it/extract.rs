@@ -1,0 +1,200 @@
+//! CRM exports as they really are: Windows-1252, `;`, decimal commas, day-first dates, quoted
+//! line breaks, CRLF — and bad rows set aside with file, line, raw text and reason.
+
+use crate::common::{Scratch, parquet_files, project, read_parquet, row, segflow};
+
+/// Lines (CRLF), in Windows-1252:
+///  1 header with stray spaces and other case
+///  2 K1: "Åsa Öberg", 1 234,50, 02.01.2025
+///  3-4 K2: a quoted name with `;` and a line break, -0,75, 31.12.2025
+///  5 K3: amount `12,3,4` (bad)
+///  6 K4: date 31.02.2025 (bad)
+///  7 K5: a short row (bad)
+///  8 K6: Müller, 1 000 000,00, 15.06.2024, empty city
+const EXPORT: &[u8] = b" KundNr ;Namn;Belopp;Datum;Ort\r\n\
+K1;\xc5sa \xd6berg;1 234,50;02.01.2025;Malm\xf6\r\n\
+K2;\"Bolaget; AB\r\navd. 2\";-0,75;31.12.2025;G\xf6teborg\r\n\
+K3;Per;12,3,4;01.01.2025;Lund\r\n\
+K4;Eva;10,00;31.02.2025;Lund\r\n\
+K5;kort rad\r\n\
+K6;M\xfcller;1 000 000,00;15.06.2024;\r\n";
+
+fn pipeline(on_bad_row: &str) -> String {
+    format!(
+        r#"
+pipeline: crm_extract
+period: year
+output_dir: out
+sources:
+  kunder:
+    path: export/kunder_*.csv
+    csv: {{ delimiter: ";", decimal: ",", thousands: " ", encoding: windows-1252 }}
+    on_bad_row: {on_bad_row}
+    schema:
+      kundnr: {{ type: string, required: true }}
+      namn: string
+      belopp: "decimal(12,2)"
+      datum: {{ type: date, format: "%d.%m.%Y" }}
+      ort: string
+steps:
+  - {{ name: kunder_ut, sql: "SELECT * FROM kunder" }}
+outputs:
+  kunder_ut: {{ from: kunder_ut, order_by: [kundnr] }}
+"#
+    )
+}
+
+#[test]
+fn windows_1252_export_loads_exact_values_and_quarantines_bad_rows() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("export")).expect("mkdir");
+    std::fs::write(s.path("export/kunder_2025.csv"), EXPORT).expect("write");
+    let p = s.write("p.yaml", &pipeline("quarantine"));
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
+    r.assert_code(0);
+
+    let (names, rows) = read_parquet(&parquet_files(&s.path("out/kunder_ut"))[0]);
+    assert_eq!(names, vec!["kundnr", "namn", "belopp", "datum", "ort"]);
+    assert_eq!(
+        rows,
+        vec![
+            row(&["K1", "Åsa Öberg", "1234.50", "2025-01-02", "Malmö"]),
+            row(&[
+                "K2",
+                "Bolaget; AB\r\navd. 2",
+                "-0.75",
+                "2025-12-31",
+                "Göteborg"
+            ]),
+            row(&["K6", "Müller", "1000000.00", "2024-06-15", "NULL"]),
+        ]
+    );
+
+    let (names, rows) = read_parquet(&parquet_files(&s.path("out/quarantine/kunder"))[0]);
+    let file = format!("file://{}", s.path("export/kunder_2025.csv").display());
+    assert_eq!(
+        project(&names, &rows, &["source", "file", "line", "raw", "reason"]),
+        vec![
+            row(&[
+                "kunder",
+                &file,
+                "5",
+                "K3;Per;12,3,4;01.01.2025;Lund",
+                "column `belopp`: cannot read `12,3,4` as decimal(12,2): not a number"
+            ]),
+            row(&[
+                "kunder",
+                &file,
+                "6",
+                "K4;Eva;10,00;31.02.2025;Lund",
+                "column `datum`: cannot read `31.02.2025` as date: input is out of range (format `%d.%m.%Y`)"
+            ]),
+            row(&[
+                "kunder",
+                &file,
+                "7",
+                "K5;kort rad",
+                "the row has 2 fields, the header has 5"
+            ]),
+        ]
+    );
+
+    let m = r.manifest();
+    let source = &m.steps[0];
+    assert_eq!(
+        (source.rows_read, source.rows_written, source.rows_rejected),
+        (6, 3, 3)
+    );
+    assert_eq!(
+        (
+            m.inputs[0].rows,
+            m.inputs[0].rows_rejected,
+            m.inputs[0].encoding.as_str()
+        ),
+        (6, 3, "windows-1252")
+    );
+    let quarantine = m
+        .outputs
+        .iter()
+        .find(|o| o.output == "quarantine/kunder")
+        .expect("quarantine output");
+    assert_eq!((quarantine.rows, quarantine.committed), (3, true));
+
+    // Fixed upstream: the next run's quarantine partition replaces the old one, now empty.
+    let fixed: Vec<u8> = EXPORT
+        .split(|&b| b == b'\n')
+        .filter(|line| {
+            !line.starts_with(b"K3") && !line.starts_with(b"K4") && !line.starts_with(b"K5")
+        })
+        .collect::<Vec<_>>()
+        .join(&b'\n');
+    std::fs::write(s.path("export/kunder_2025.csv"), fixed).expect("write");
+    segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    )
+    .assert_code(0);
+    let (_, rows) = read_parquet(&parquet_files(&s.path("out/quarantine/kunder"))[0]);
+    assert!(rows.is_empty());
+}
+
+#[test]
+fn on_bad_row_fail_names_file_and_line_and_commits_nothing() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("export")).expect("mkdir");
+    std::fs::write(s.path("export/kunder_2025.csv"), EXPORT).expect("write");
+    let p = s.write("p.yaml", &pipeline("fail"));
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
+    r.assert_code(1);
+    assert!(
+        r.stderr
+            .contains("3 bad row(s) in source `kunder` (on_bad_row: fail): file://"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("kunder_2025.csv:5: column `belopp`: cannot read `12,3,4` as decimal(12,2)"),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.path("out/kunder_ut").exists());
+    assert!(!s.path("out/quarantine").exists());
+    let m = r.manifest();
+    assert_eq!(m.status, segflow_manifest::RunStatus::ChecksFailed);
+    assert_eq!(
+        (
+            m.steps[0].rows_read,
+            m.steps[0].rows_written,
+            m.steps[0].rows_rejected
+        ),
+        (6, 3, 3)
+    );
+}
+
+#[test]
+fn undeclared_utf8_errors_name_the_line_and_the_fix() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("export")).expect("mkdir");
+    std::fs::write(s.path("export/kunder_2025.csv"), EXPORT).expect("write");
+    let p = s.write(
+        "p.yaml",
+        &pipeline("fail").replace(", encoding: windows-1252", ""),
+    );
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("kunder_2025.csv`: not valid UTF-8 at line 2 (byte 35); declare `encoding: windows-1252`"),
+        "{}",
+        r.stderr
+    );
+}
