@@ -363,7 +363,7 @@ impl Chunks<'_> {
                     let at = (start.byte() as usize).min(text.len());
                     out.bad_rows.push(BadRow {
                         file: file.to_string(),
-                        line: lines.line_at(&text, at),
+                        line: lines.line_at(text, at),
                         raw: String::new(),
                         reason: format!("cannot parse the record: {e}"),
                     });
@@ -382,7 +382,7 @@ impl Chunks<'_> {
                 }
                 BadRow {
                     file: file.to_string(),
-                    line: lines.line_at(&text, from),
+                    line: lines.line_at(text, from),
                     raw: text
                         .get(from..to)
                         .unwrap_or_default()
