@@ -365,7 +365,8 @@ async fn extract(
     let started = Instant::now();
     let name = &source.name.value;
     let files = segflow_sources::list_files(ctx, source).await?;
-    let checksums: Vec<String> = futures::stream::iter(files.iter().map(|f| async move {
+    // Fingerprinting and reading overlap: both stream the same files.
+    let checksums = futures::stream::iter(files.iter().map(|f| async move {
         segflow_sources::sha256_of(f.store.as_ref(), &f.path)
             .await
             .map_err(|error| segflow_sources::SourceError::Io {
@@ -375,9 +376,9 @@ async fn extract(
             })
     }))
     .buffered(4)
-    .try_collect()
-    .await?;
-    let loaded = segflow_sources::load(ctx, source, &files).await?;
+    .try_collect::<Vec<String>>();
+    let (checksums, loaded) =
+        futures::try_join!(checksums, segflow_sources::load(ctx, source, &files))?;
     for (i, (file, sha256)) in files.iter().zip(checksums).enumerate() {
         manifest.inputs.push(InputRecord {
             source: name.clone(),
