@@ -5,6 +5,7 @@
 
 mod common;
 mod config_errors;
+mod contracts;
 mod extract;
 mod models;
 mod outputs;

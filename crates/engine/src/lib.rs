@@ -7,6 +7,7 @@
 //! failed runs too.
 
 mod compile;
+mod contracts;
 mod error;
 mod plan;
 mod run;

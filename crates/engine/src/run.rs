@@ -237,6 +237,18 @@ async fn execute(
         .insert("transform".into(), started.elapsed().as_secs_f64());
 
     let started = Instant::now();
+    let runs_dir = local_path("output_dir", &pipeline.output_dir)?.join("runs");
+    let (records, failures) =
+        crate::contracts::evaluate(&ctx, pipeline, request.period, &runs_dir, &rows).await?;
+    manifest.checks.extend(records);
+    manifest
+        .timings
+        .insert("checks".into(), started.elapsed().as_secs_f64());
+    if !failures.is_empty() {
+        return Err(RunError::ChecksFailed { failures });
+    }
+
+    let started = Instant::now();
     let metadata = file_metadata(pipeline, request, manifest);
     let mut staged = Vec::with_capacity(pipeline.outputs.len() + quarantined.len());
     let quarantine_root = local_path("output_dir", &pipeline.output_dir)?.join("quarantine");
@@ -446,6 +458,7 @@ async fn extract(
             severity: "error".into(),
             passed,
             failing_rows: *nulls as u64,
+            examples: Vec::new(),
             message,
         });
     }

@@ -121,6 +121,9 @@ pub struct CheckRecord {
     pub severity: String,
     pub passed: bool,
     pub failing_rows: u64,
+    /// A few failing keys (sorted), when the check has keys to show.
+    #[serde(default)]
+    pub examples: Vec<String>,
     pub message: String,
 }
 

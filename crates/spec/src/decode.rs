@@ -7,9 +7,9 @@ use chrono::NaiveDate;
 use crate::diagnostic::{Diagnostic, Spanned};
 use crate::period::Grain;
 use crate::pipeline::{
-    ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure, Lookback,
-    LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, RfmSpec, ScoreMethod, SegmentRule,
-    Source, SqlStep, Step, StepKind, TextEncoding,
+    Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure,
+    Lookback, LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, RfmSpec, ScoreMethod,
+    SegmentRule, Severity, Source, SqlStep, Step, StepKind, TextEncoding,
 };
 use crate::yaml::{self, Ctx, Map, Node, loc};
 
@@ -204,6 +204,10 @@ fn source(
         .required(ctx, "schema")
         .map(|(n, p)| schema(ctx, n, &p))
         .unwrap_or_default();
+    let checks = m
+        .get("checks")
+        .map(|(n, p)| checks(ctx, n, &p))
+        .unwrap_or_default();
     let on_bad_row = m
         .get("on_bad_row")
         .and_then(|(n, p)| {
@@ -239,6 +243,7 @@ fn source(
         csv,
         schema,
         on_bad_row,
+        checks,
     })
 }
 
@@ -492,10 +497,15 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
             }
         }
     };
+    let checks = m
+        .get("checks")
+        .map(|(n, p)| checks(ctx, n, &p))
+        .unwrap_or_default();
     m.finish(ctx);
     Some(Step {
         name: name?,
         kind: kind?,
+        checks,
     })
 }
 
@@ -813,4 +823,201 @@ mod tests {
         assert_eq!(resolve_location("/abs/x.csv", base), "/abs/x.csv");
         assert_eq!(resolve_location("s3://b/k.csv", base), "s3://b/k.csv");
     }
+}
+
+/// `0.1%`, `5 %` or `0.001` → a share in 0..=1.
+fn share(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<f64> {
+    let value = match &node.data {
+        saphyr::YamlData::Value(saphyr::Scalar::String(text)) => text
+            .trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .map(|pct| pct / 100.0),
+        _ => yaml::number(ctx, node, path),
+    };
+    match value {
+        Some(v) if (0.0..=1.0).contains(&v) => Some(v),
+        _ => {
+            ctx.push(
+                Diagnostic::new(loc(node), path, "expected a share")
+                    .with_hint("write a percentage like `0.5%` or a fraction like `0.005`"),
+            );
+            None
+        }
+    }
+}
+
+const CHECK_KINDS: [&str; 7] = [
+    "not_null",
+    "unique",
+    "accepted_values",
+    "relationship",
+    "row_count",
+    "freshness",
+    "sql",
+];
+
+/// `checks:` of a source or step: each item names one check kind, plus an optional `severity`.
+fn checks(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<Check> {
+    let Some(items) = yaml::seq(ctx, node, path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(mut m) = yaml::map(ctx, item, &p) else {
+            continue;
+        };
+        let severity = m
+            .get("severity")
+            .and_then(|(n, p)| {
+                yaml::choice(
+                    ctx,
+                    n,
+                    &p,
+                    &[("error", Severity::Error), ("warn", Severity::Warn)],
+                )
+            })
+            .unwrap_or(Severity::Error);
+        let present = CHECK_KINDS.iter().filter(|k| m.has(k)).count();
+        if present != 1 {
+            ctx.push(
+                Diagnostic::new(
+                    m.loc,
+                    &p,
+                    format!("a check names exactly one kind, found {present}"),
+                )
+                .with_hint(format!("one of: {}", CHECK_KINDS.join(", "))),
+            );
+        }
+        let mut kinds = Vec::new();
+        if let Some((n, p)) = m.get("not_null") {
+            for column in yaml::names(ctx, n, &p).unwrap_or_default() {
+                kinds.push(CheckKind::NotNull {
+                    column: column.value,
+                });
+            }
+        }
+        if let Some((n, p)) = m.get("unique") {
+            let columns = yaml::names(ctx, n, &p).unwrap_or_default();
+            kinds.push(CheckKind::Unique {
+                columns: columns.into_iter().map(|c| c.value).collect(),
+            });
+        }
+        if let Some((n, p)) = m.get("accepted_values")
+            && let Some(mut a) = yaml::map(ctx, n, &p)
+        {
+            let column = a
+                .required(ctx, "column")
+                .and_then(|(n, p)| yaml::name(ctx, n, &p));
+            let values = a
+                .required(ctx, "values")
+                .and_then(|(n, p)| yaml::names(ctx, n, &p));
+            a.finish(ctx);
+            if let (Some(column), Some(values)) = (column, values) {
+                kinds.push(CheckKind::AcceptedValues {
+                    column: column.value,
+                    values: values.into_iter().map(|v| v.value).collect(),
+                });
+            }
+        }
+        if let Some((n, p)) = m.get("relationship")
+            && let Some(mut r) = yaml::map(ctx, n, &p)
+        {
+            let column = r
+                .required(ctx, "column")
+                .and_then(|(n, p)| yaml::name(ctx, n, &p));
+            let to = r.required(ctx, "to").and_then(|(n, p)| {
+                let target = yaml::name(ctx, n, &p)?;
+                let split = target.value.split_once('.');
+                if split.is_none() {
+                    ctx.error(
+                        target.loc,
+                        &p,
+                        format!("expected `table.column`, found `{}`", target.value),
+                    );
+                }
+                split.map(|(t, c)| (Spanned::new(t.to_string(), target.loc), c.to_string()))
+            });
+            let max_orphans = r
+                .get("max_orphans")
+                .and_then(|(n, p)| share(ctx, n, &p))
+                .unwrap_or(0.0);
+            r.finish(ctx);
+            if let (Some(column), Some((to_table, to_column))) = (column, to) {
+                kinds.push(CheckKind::Relationship {
+                    column: column.value,
+                    to_table,
+                    to_column,
+                    max_orphans,
+                });
+            }
+        }
+        if let Some((n, p)) = m.get("row_count")
+            && let Some(mut r) = yaml::map(ctx, n, &p)
+        {
+            let mut count = |ctx: &mut Ctx<'_>, key: &'static str| {
+                r.get(key)
+                    .and_then(|(n, p)| yaml::integer(ctx, n, &p, 0..=i64::MAX))
+                    .map(|v| v as u64)
+            };
+            let min = count(ctx, "min");
+            let max = count(ctx, "max");
+            let max_change = r.get("max_change").and_then(|(n, p)| share(ctx, n, &p));
+            r.finish(ctx);
+            kinds.push(CheckKind::RowCount {
+                min,
+                max,
+                max_change,
+            });
+        }
+        if let Some((n, p)) = m.get("freshness")
+            && let Some(mut f) = yaml::map(ctx, n, &p)
+        {
+            let column = f
+                .required(ctx, "column")
+                .and_then(|(n, p)| yaml::name(ctx, n, &p));
+            let days = f
+                .required(ctx, "max_age_days")
+                .and_then(|(n, p)| yaml::integer(ctx, n, &p, 0..=36_500));
+            f.finish(ctx);
+            if let (Some(column), Some(days)) = (column, days) {
+                kinds.push(CheckKind::Freshness {
+                    column: column.value,
+                    max_age_days: days as u32,
+                });
+            }
+        }
+        if let Some((n, p)) = m.get("sql")
+            && let Some(mut q) = yaml::map(ctx, n, &p)
+        {
+            let name = q
+                .required(ctx, "name")
+                .and_then(|(n, p)| yaml::name(ctx, n, &p));
+            let query = q
+                .required(ctx, "query")
+                .and_then(|(n, p)| yaml::sql(ctx, n, &p));
+            q.finish(ctx);
+            if let (Some(name), Some(query)) = (name, query) {
+                if let Err(e) = crate::sql_refs::table_references(&query.value) {
+                    ctx.error(
+                        query.loc,
+                        &format!("{p}.query"),
+                        format!("invalid SQL: {}", e.message),
+                    );
+                }
+                kinds.push(CheckKind::Sql {
+                    name: name.value,
+                    query: query.value,
+                });
+            }
+        }
+        m.finish(ctx);
+        out.extend(kinds.into_iter().map(|kind| Check {
+            kind,
+            severity,
+            loc: loc(item),
+        }));
+    }
+    out
 }

@@ -24,9 +24,9 @@ use saphyr::LoadableYamlNode;
 pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{
-    ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure, Lookback,
-    LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, Pipeline, RfmSpec, ScoreMethod,
-    SegmentRule, Source, SqlStep, Step, StepKind, TextEncoding,
+    Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure,
+    Lookback, LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, Pipeline, RfmSpec,
+    ScoreMethod, SegmentRule, Severity, Source, SqlStep, Step, StepKind, TextEncoding,
 };
 pub use vars::{Mode, Variables};
 

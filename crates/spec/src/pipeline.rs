@@ -173,6 +173,7 @@ pub struct Source {
     pub csv: CsvOptions,
     pub schema: Vec<ColumnSpec>,
     pub on_bad_row: OnBadRow,
+    pub checks: Vec<Check>,
 }
 
 /// A node of the pipeline's DAG that computes a table.
@@ -180,6 +181,7 @@ pub struct Source {
 pub struct Step {
     pub name: Spanned<String>,
     pub kind: StepKind,
+    pub checks: Vec<Check>,
 }
 
 impl Step {
@@ -307,4 +309,72 @@ pub struct Output {
     /// Row order inside each file; all columns when empty.
     pub order_by: Vec<String>,
     pub max_rows_per_file: usize,
+}
+
+/// Whether a failed check stops the run (`error`, exit code 1, nothing committed) or is only
+/// recorded (`warn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warn,
+}
+
+/// A data contract on a source or step, checked on every run and recorded in the manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub severity: Severity,
+    pub loc: Location,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    NotNull {
+        column: String,
+    },
+    /// The combination of the columns is unique.
+    Unique {
+        columns: Vec<String>,
+    },
+    AcceptedValues {
+        column: String,
+        values: Vec<String>,
+    },
+    /// Every non-NULL `column` exists in `to_table.to_column`, up to a tolerated share of orphans.
+    Relationship {
+        column: String,
+        to_table: Spanned<String>,
+        to_column: String,
+        max_orphans: f64,
+    },
+    /// Rows within bounds, and within `max_change` (a share) of the previous period's run.
+    RowCount {
+        min: Option<u64>,
+        max: Option<u64>,
+        max_change: Option<f64>,
+    },
+    /// The latest `column` date is at most `max_age_days` before the period end.
+    Freshness {
+        column: String,
+        max_age_days: u32,
+    },
+    /// A query returning the failing rows (first column = the key shown as an example).
+    Sql {
+        name: String,
+        query: String,
+    },
+}
+
+impl CheckKind {
+    pub fn name(&self) -> &str {
+        match self {
+            CheckKind::NotNull { .. } => "not_null",
+            CheckKind::Unique { .. } => "unique",
+            CheckKind::AcceptedValues { .. } => "accepted_values",
+            CheckKind::Relationship { .. } => "relationship",
+            CheckKind::RowCount { .. } => "row_count",
+            CheckKind::Freshness { .. } => "freshness",
+            CheckKind::Sql { name, .. } => name,
+        }
+    }
 }

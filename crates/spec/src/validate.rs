@@ -102,6 +102,35 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
             }
         }
     }
+    // Relationship targets must exist; source checks may only point at sources.
+    let owners = doc
+        .sources
+        .iter()
+        .map(|s| (&s.name.value, &s.checks, true))
+        .chain(doc.steps.iter().map(|s| (&s.name.value, &s.checks, false)));
+    for (owner, checks, is_source) in owners {
+        for check in checks {
+            let crate::pipeline::CheckKind::Relationship { to_table, .. } = &check.kind else {
+                continue;
+            };
+            let path = format!("{owner}.checks");
+            if !defined.contains_key(&to_table.value) {
+                unknown_table(ctx, to_table, &path, &defined);
+            } else if is_source && !doc.sources.iter().any(|s| s.name.value == to_table.value) {
+                ctx.push(
+                    Diagnostic::new(
+                        to_table.loc,
+                        &path,
+                        format!(
+                            "source `{owner}` can only be related to another source, not step `{}`",
+                            to_table.value
+                        ),
+                    )
+                    .with_hint("put the check on a step instead"),
+                );
+            }
+        }
+    }
     let mut seen_paths = BTreeMap::new();
     for out in &doc.outputs {
         check_identifier(ctx, &out.name, "outputs");
