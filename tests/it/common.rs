@@ -74,10 +74,16 @@ impl Run {
 }
 
 pub fn segflow(args: &[&str], cwd: &Path) -> Run {
+    segflow_env(args, cwd, &[])
+}
+
+/// `segflow` with extra environment variables.
+pub fn segflow_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_segflow"))
         .args(args)
         .current_dir(cwd)
         .env_remove("SEGFLOW_LOG")
+        .envs(env.iter().copied())
         .output()
         .expect("run segflow");
     Run::from(out)

@@ -9,5 +9,6 @@ mod contracts;
 mod extract;
 mod models;
 mod outputs;
+mod privacy;
 mod reference;
 mod sources;

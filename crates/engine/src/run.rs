@@ -177,11 +177,18 @@ async fn execute(
 ) -> Result<(), RunError> {
     let ctx = session(&pipeline.engine)?;
     let mut rows: BTreeMap<String, u64> = BTreeMap::new();
+    // Validation made sure the variable is set when a column needs it; the key is only held
+    // here, never logged or recorded.
+    let pii_key: Option<Vec<u8>> = pipeline
+        .pii_key_env
+        .as_ref()
+        .and_then(|var| std::env::var(var).ok())
+        .map(String::into_bytes);
 
     let started = Instant::now();
     let (mut failures, mut bad_rows, mut quarantined) = (Vec::new(), Vec::new(), Vec::new());
     for source in &pipeline.sources {
-        let extracted = extract(&ctx, source, manifest, &mut rows).await?;
+        let extracted = extract(&ctx, source, pii_key.as_deref(), manifest, &mut rows).await?;
         failures.extend(extracted.check_failures);
         bad_rows.extend(extracted.bad_rows_failure);
         if let Some(q) = extracted.quarantine {
@@ -371,6 +378,7 @@ struct Extracted {
 async fn extract(
     ctx: &SessionContext,
     source: &Source,
+    pii_key: Option<&[u8]>,
     manifest: &mut Manifest,
     rows: &mut BTreeMap<String, u64>,
 ) -> Result<Extracted, RunError> {
@@ -389,8 +397,10 @@ async fn extract(
     }))
     .buffered(4)
     .try_collect::<Vec<String>>();
-    let (checksums, loaded) =
-        futures::try_join!(checksums, segflow_sources::load(ctx, source, &files))?;
+    let (checksums, loaded) = futures::try_join!(
+        checksums,
+        segflow_sources::load(ctx, source, &files, pii_key)
+    )?;
     for (i, (file, sha256)) in files.iter().zip(checksums).enumerate() {
         manifest.inputs.push(InputRecord {
             source: name.clone(),

@@ -15,7 +15,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use segflow_spec::{ColumnSpec, ColumnType, CsvOptions, TextEncoding};
+use segflow_spec::{ColumnSpec, ColumnType, CsvOptions, Pii, TextEncoding};
 
 use crate::schema::match_columns;
 use crate::values::{Value, parse};
@@ -234,8 +234,13 @@ pub(crate) fn read_csv_file(
         })
         .collect();
     let body_start = (reader.position().byte() as usize).min(text.len());
+    let redact: Vec<bool> = matched
+        .iter()
+        .map(|m| m.is_some_and(|c| matches!(c.pii, Some(Pii::Hash | Pii::Drop))))
+        .collect();
     let job = Chunks {
         file,
+        redact: &redact,
         header_len: header.len(),
         positions: &positions,
         declared,
@@ -317,6 +322,8 @@ struct Piece {
 /// Everything a reader thread needs to type records of one file.
 struct Chunks<'a> {
     file: &'a str,
+    /// Per file column: personal data, never shown in raw text or reasons.
+    redact: &'a [bool],
     header_len: usize,
     positions: &'a [usize],
     declared: &'a [ColumnSpec],
@@ -383,11 +390,14 @@ impl Chunks<'_> {
                 BadRow {
                     file: file.to_string(),
                     line: lines.line_at(text, from),
-                    raw: text
-                        .get(from..to)
-                        .unwrap_or_default()
-                        .trim_end_matches(['\r', '\n'])
-                        .to_string(),
+                    raw: if self.redact.iter().any(|r| *r) {
+                        redacted(&record, self.redact, opts.delimiter)
+                    } else {
+                        text.get(from..to)
+                            .unwrap_or_default()
+                            .trim_end_matches(['\r', '\n'])
+                            .to_string()
+                    },
                     reason,
                 }
             };
@@ -408,6 +418,12 @@ impl Chunks<'_> {
                         problems.push(format!("column `{}` is required but empty", col.name))
                     }
                     Ok(v) => values.push(v),
+                    Err(_) if matches!(col.pii, Some(Pii::Hash | Pii::Drop)) => {
+                        problems.push(format!(
+                            "column `{}`: not a valid {} (value withheld: personal data)",
+                            col.name, col.data_type
+                        ))
+                    }
                     Err(e) => problems.push(format!("column `{}`: {e}", col.name)),
                 }
             }
@@ -427,6 +443,22 @@ impl Chunks<'_> {
         }
         Ok(out)
     }
+}
+
+/// The record with its personal-data fields replaced by `<pii>`.
+fn redacted(record: &csv::StringRecord, redact: &[bool], delimiter: u8) -> String {
+    let fields: Vec<&str> = record
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if redact.get(i).copied().unwrap_or(false) {
+                "<pii>"
+            } else {
+                f
+            }
+        })
+        .collect();
+    fields.join(&char::from(delimiter).to_string())
 }
 
 /// Line numbers of byte offsets, counted incrementally: bad rows come in file order, so the
@@ -473,6 +505,7 @@ mod tests {
             data_type: ty,
             required,
             format: None,
+            pii: None,
             loc: Location::default(),
         }
     }

@@ -17,6 +17,7 @@ use segflow_spec::{Format, Source};
 use crate::csv_file::{BadRow, CsvFileRead, FileProblem, read_csv_file};
 use crate::error::SourceError;
 use crate::location::InputFile;
+use crate::privacy::{has_pii, protect, protected_schema};
 use crate::schema::{arrow_type, match_columns};
 
 /// A source read into memory, with what the manifest needs to know about it.
@@ -292,6 +293,7 @@ pub async fn load(
     ctx: &SessionContext,
     source: &Source,
     files: &[InputFile],
+    pii_key: Option<&[u8]>,
 ) -> Result<LoadedSource, SourceError> {
     let schema = Arc::new(declared_schema(source));
     let mut batches: Vec<RecordBatch> = Vec::new();
@@ -345,6 +347,21 @@ pub async fn load(
         batches.extend(file_batches);
     }
     loaded.rows_in_table = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut schema = schema;
+    if has_pii(source) {
+        let protected = protected_schema(source, &schema);
+        let key = pii_key.unwrap_or_default();
+        batches = batches
+            .iter()
+            .map(|b| protect(source, key, b, &protected))
+            .collect::<Result<_, _>>()
+            .map_err(|e| SourceError::Read {
+                source_name: source.name.value.clone(),
+                file: source.location.value.clone(),
+                error: Box::new(e.into()),
+            })?;
+        schema = protected;
+    }
     let partitions = ctx.state().config().target_partitions().max(1);
     let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions.min(batches.len().max(1))];
     let n = parts.len();

@@ -68,6 +68,7 @@ mod tests {
             data_type: ColumnType::String,
             required: false,
             format: None,
+            pii: None,
             loc: Location::default(),
         }
     }

@@ -8,8 +8,8 @@ use crate::diagnostic::{Diagnostic, Spanned};
 use crate::period::Grain;
 use crate::pipeline::{
     Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure,
-    Lookback, LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, RfmSpec, ScoreMethod,
-    SegmentRule, Severity, Source, SqlStep, Step, StepKind, TextEncoding,
+    Lookback, LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, Pii, RfmSpec,
+    ScoreMethod, SegmentRule, Severity, Source, SqlStep, Step, StepKind, TextEncoding,
 };
 use crate::yaml::{self, Ctx, Map, Node, loc};
 
@@ -21,6 +21,7 @@ pub(crate) struct Decoded {
     pub grain_loc: crate::diagnostic::Location,
     pub output_dir: Option<String>,
     pub engine: EngineOptions,
+    pub pii_key_env: Option<String>,
     pub sources: Vec<Source>,
     pub steps: Vec<Step>,
     pub outputs: Vec<Output>,
@@ -34,6 +35,7 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
         grain_loc: crate::diagnostic::Location::new(1, 1),
         output_dir: None,
         engine: EngineOptions::default(),
+        pii_key_env: None,
         sources: Vec::new(),
         steps: Vec::new(),
         outputs: Vec::new(),
@@ -58,6 +60,16 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
     }
     if let Some((n, p)) = top.get("output_dir") {
         out.output_dir = yaml::string(ctx, n, &p).map(|s| resolve_location(&s.value, base_dir));
+    }
+    let mut key_loc = None;
+    if let Some((n, p)) = top.get("privacy")
+        && let Some(mut m) = yaml::map(ctx, n, &p)
+    {
+        if let Some((n, p)) = m.required(ctx, "key_env") {
+            key_loc = Some((loc(n), p.clone()));
+            out.pii_key_env = yaml::name(ctx, n, &p).map(|s| s.value);
+        }
+        m.finish(ctx);
     }
     if let Some((n, p)) = top.get("engine") {
         out.engine = engine(ctx, n, &p);
@@ -89,6 +101,7 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
         }
     }
     top.finish(ctx);
+    check_pii_key(ctx, &out, key_loc);
     out.output_dir = Some(output_dir);
     out
 }
@@ -410,6 +423,18 @@ fn schema(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<ColumnSpec> {
                 .get("required")
                 .and_then(|(n, p)| yaml::boolean(ctx, n, &p))
                 .unwrap_or(false);
+            let pii = c.get("pii").and_then(|(n, p)| {
+                yaml::choice(
+                    ctx,
+                    n,
+                    &p,
+                    &[
+                        ("hash", Pii::Hash),
+                        ("drop", Pii::Drop),
+                        ("allow", Pii::Allow),
+                    ],
+                )
+            });
             let format = c.get("format").and_then(|(n, p)| {
                 let f = yaml::string(ctx, n, &p)?;
                 if !matches!(data_type, Some(ColumnType::Date | ColumnType::Timestamp)) {
@@ -427,17 +452,18 @@ fn schema(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<ColumnSpec> {
                 Some(f.value)
             });
             c.finish(ctx);
-            (data_type, required, format)
+            (data_type, required, format, pii)
         } else {
-            (column_type(ctx, col_node, &col_path), false, None)
+            (column_type(ctx, col_node, &col_path), false, None, None)
         };
-        let (data_type, required, format) = data_type;
+        let (data_type, required, format, pii) = data_type;
         if let Some(data_type) = data_type {
             columns.push(ColumnSpec {
                 name: name.value,
                 data_type,
                 required,
                 format,
+                pii,
                 loc: name.loc,
             });
         }
@@ -1020,4 +1046,47 @@ fn checks(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<Check> {
         }));
     }
     out
+}
+
+/// `pii: hash` needs a key, named by `privacy.key_env` and set in the environment: a run must
+/// never fall back to unkeyed (reversible by dictionary) hashes.
+fn check_pii_key(
+    ctx: &mut Ctx<'_>,
+    doc: &Decoded,
+    key_loc: Option<(crate::diagnostic::Location, String)>,
+) {
+    let hashed = doc
+        .sources
+        .iter()
+        .flat_map(|s| {
+            s.schema
+                .iter()
+                .filter(|c| c.pii == Some(Pii::Hash))
+                .map(move |c| (s, c))
+        })
+        .next();
+    let Some((source, column)) = hashed else {
+        return;
+    };
+    match (&doc.pii_key_env, key_loc) {
+        (Some(var), Some((at, path))) if !ctx.vars.env_is_set(var) => ctx.push(
+            Diagnostic::new(
+                at,
+                path,
+                format!("the PII key variable `{var}` is not set in the environment"),
+            )
+            .with_hint(format!(
+                "export {var}=<secret>; keep it out of the pipeline file and of `--var`"
+            )),
+        ),
+        (None, _) => ctx.push(
+            Diagnostic::new(
+                column.loc,
+                format!("sources.{}.schema.{}", source.name.value, column.name),
+                "`pii: hash` needs a key, but the pipeline has no `privacy: { key_env: ... }`",
+            )
+            .with_hint("add `privacy: { key_env: SEGFLOW_PII_KEY }` and set that variable"),
+        ),
+        _ => {}
+    }
 }

@@ -25,7 +25,7 @@ pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{
     Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure,
-    Lookback, LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, Pipeline, RfmSpec,
+    Lookback, LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, Pii, Pipeline, RfmSpec,
     ScoreMethod, SegmentRule, Severity, Source, SqlStep, Step, StepKind, TextEncoding,
 };
 pub use vars::{Mode, Variables};
@@ -118,6 +118,7 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
         grain: pipeline.grain.unwrap_or(Grain::Year),
         output_dir: pipeline.output_dir.unwrap_or_default(),
         engine: pipeline.engine,
+        pii_key_env: pipeline.pii_key_env,
         sources: pipeline.sources,
         steps: pipeline.steps,
         outputs: pipeline.outputs,

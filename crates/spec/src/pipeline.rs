@@ -18,6 +18,8 @@ pub struct Pipeline {
     /// Root for outputs without an explicit `path`, run manifests and (later) model artifacts.
     pub output_dir: String,
     pub engine: EngineOptions,
+    /// Environment variable holding the key for `pii: hash` columns (never the key itself).
+    pub pii_key_env: Option<String>,
     pub sources: Vec<Source>,
     pub steps: Vec<Step>,
     pub outputs: Vec<Output>,
@@ -97,6 +99,17 @@ impl Default for CsvOptions {
     }
 }
 
+/// What happens to a column holding personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pii {
+    /// Replaced by HMAC-SHA-256 (hex) under the pipeline's key: joinable, not readable.
+    Hash,
+    /// Removed right after reading.
+    Drop,
+    /// Personal data that may appear in outputs, declared so on purpose.
+    Allow,
+}
+
 /// The character encoding of a text export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextEncoding {
@@ -160,6 +173,8 @@ pub struct ColumnSpec {
     pub required: bool,
     /// `chrono` format of a date or timestamp column as written in the file, e.g. `%d.%m.%Y`.
     pub format: Option<String>,
+    /// Personal data: how the column is protected, `None` for ordinary columns.
+    pub pii: Option<Pii>,
     pub loc: Location,
 }
 

@@ -59,6 +59,12 @@ impl Variables {
         self.period
     }
 
+    /// Whether an environment variable is set and not empty. Secrets are read from the
+    /// environment only: `--var` values end up in the manifest's arguments.
+    pub fn env_is_set(&self, name: &str) -> bool {
+        self.env.get(name).is_some_and(|v| !v.is_empty())
+    }
+
     fn lookup(&self, name: &str) -> Option<&str> {
         self.overrides
             .get(name)
