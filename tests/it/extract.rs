@@ -198,3 +198,61 @@ fn undeclared_utf8_errors_name_the_line_and_the_fix() {
         r.stderr
     );
 }
+
+/// A column added and one missing versus the declaration: recorded warnings under a lenient
+/// policy (the missing one reads as NULL), errors naming file and column under a strict one.
+#[test]
+fn schema_drift_is_an_error_or_a_recorded_warning_never_silent() {
+    let s = Scratch::new();
+    s.write("c.csv", "customer_id,segment_code\nA,x\nB,y\n");
+    let pipeline = |policy: &str| {
+        format!(
+            "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c:\n    path: c.csv\n    schema_drift: {policy}\n    schema: {{ customer_id: string, email: string }}\nsteps: [ {{ name: s, sql: \"SELECT customer_id, email FROM c\" }} ]\noutputs: {{ s: {{ from: s, order_by: [customer_id] }} }}\n"
+        )
+    };
+    let p = s.write("lenient.yaml", &pipeline("{ added: warn, missing: warn }"));
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
+    r.assert_code(0);
+    let (_, rows) = read_parquet(&parquet_files(&s.path("out/s"))[0]);
+    assert_eq!(rows, vec![row(&["A", "NULL"]), row(&["B", "NULL"])]);
+    let drift: Vec<String> = r
+        .manifest()
+        .checks
+        .iter()
+        .filter(|c| c.name == "schema_drift")
+        .map(|c| c.message.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        drift,
+        vec![
+            "c.csv` lacks declared column `email`; read as NULL",
+            "c.csv` has undeclared column(s) `segment_code`; not read"
+        ]
+    );
+    let p = s.write("strict.yaml", &pipeline("{ added: error }"));
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("c.csv` lacks declared column `email`"),
+        "{}",
+        r.stderr
+    );
+    s.write("c.csv", "customer_id,email,segment_code\nA,a@x,x\n");
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("c.csv` has undeclared column(s) `segment_code` (schema_drift.added: error)"),
+        "{}",
+        r.stderr
+    );
+}

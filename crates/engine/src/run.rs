@@ -432,6 +432,18 @@ async fn extract(
         });
     }
     let mut extracted = Extracted::default();
+    for warning in &loaded.drift_warnings {
+        warn!(source = %name, "schema drift: {warning}");
+        manifest.checks.push(CheckRecord {
+            name: "schema_drift".into(),
+            target: name.clone(),
+            severity: "warn".into(),
+            passed: false,
+            failing_rows: 0,
+            examples: Vec::new(),
+            message: warning.clone(),
+        });
+    }
     match source.on_bad_row {
         OnBadRow::Fail if rejected > 0 => {
             extracted.bad_rows_failure = Some(bad_rows_summary(name, &loaded.bad_rows));

@@ -15,7 +15,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use segflow_spec::{ColumnSpec, ColumnType, CsvOptions, Pii, TextEncoding};
+use segflow_spec::{ColumnSpec, ColumnType, CsvOptions, Pii, SchemaDrift, TextEncoding};
 
 use crate::schema::match_columns;
 use crate::values::{Value, parse};
@@ -37,6 +37,8 @@ pub struct BadRow {
 #[derive(Debug)]
 pub(crate) struct CsvFileRead {
     pub batches: Vec<RecordBatch>,
+    /// Schema drift tolerated under the source's policy.
+    pub warnings: Vec<String>,
     pub bad_rows: Vec<BadRow>,
     pub records: usize,
     pub encoding: &'static str,
@@ -200,6 +202,7 @@ pub(crate) fn read_csv_file(
     bytes: &[u8],
     opts: &CsvOptions,
     declared: &[ColumnSpec],
+    drift: SchemaDrift,
     schema: &SchemaRef,
 ) -> Result<CsvFileRead, FileProblem> {
     let (text, encoding) = decode(decompress(file, bytes)?, opts.encoding)?;
@@ -222,19 +225,11 @@ pub(crate) fn read_csv_file(
     }
     let header: Vec<String> = record.iter().map(str::to_string).collect();
     let matched =
-        match_columns(source_name, file, &header, declared).map_err(FileProblem::Header)?;
-    // For each declared column, the index of the file column carrying it.
-    let positions: Vec<usize> = declared
-        .iter()
-        .map(|c| {
-            matched
-                .iter()
-                .position(|m| m.is_some_and(|m| m.name == c.name))
-                .unwrap_or_default()
-        })
-        .collect();
+        match_columns(source_name, file, &header, declared, drift).map_err(FileProblem::Header)?;
+    let positions = matched.per_declared_column.clone();
     let body_start = (reader.position().byte() as usize).min(text.len());
     let redact: Vec<bool> = matched
+        .per_file_column
         .iter()
         .map(|m| m.is_some_and(|c| matches!(c.pii, Some(Pii::Hash | Pii::Drop))))
         .collect();
@@ -276,6 +271,7 @@ pub(crate) fn read_csv_file(
     });
     let mut out = CsvFileRead {
         batches: Vec::new(),
+        warnings: matched.warnings.clone(),
         bad_rows: Vec::new(),
         records: 0,
         encoding,
@@ -325,7 +321,7 @@ struct Chunks<'a> {
     /// Per file column: personal data, never shown in raw text or reasons.
     redact: &'a [bool],
     header_len: usize,
-    positions: &'a [usize],
+    positions: &'a [Option<usize>],
     declared: &'a [ColumnSpec],
     opts: &'a CsvOptions,
     schema: &'a SchemaRef,
@@ -413,7 +409,8 @@ impl Chunks<'_> {
             let mut values: Vec<Value<'_>> = Vec::with_capacity(declared.len());
             let mut problems = Vec::new();
             for (col, &pos) in declared.iter().zip(positions) {
-                match parse(&record[pos], col.data_type, col.format.as_deref(), opts) {
+                let cell = pos.map_or("", |p| &record[p]);
+                match parse(cell, col.data_type, col.format.as_deref(), opts) {
                     Ok(Value::Null) if col.required => {
                         problems.push(format!("column `{}` is required but empty", col.name))
                     }
@@ -517,7 +514,15 @@ mod tests {
                 .map(|c| Field::new(&c.name, crate::schema::arrow_type(c.data_type), true))
                 .collect::<Vec<_>>(),
         ));
-        match read_csv_file("s", "f.csv", bytes, opts, declared, &schema) {
+        match read_csv_file(
+            "s",
+            "f.csv",
+            bytes,
+            opts,
+            declared,
+            SchemaDrift::default(),
+            &schema,
+        ) {
             Ok(r) => r,
             Err(e) => panic!("{e:?}"),
         }
@@ -601,6 +606,7 @@ mod tests {
             &bytes,
             &CsvOptions::default(),
             &declared,
+            SchemaDrift::default(),
             &schema,
         )
         .expect("reads");
@@ -620,6 +626,7 @@ mod tests {
             b"id,city\n1,ok\n2,Malm\xf6\n",
             &CsvOptions::default(),
             &declared,
+            SchemaDrift::default(),
             &schema,
         )
         .expect_err("not utf-8");

@@ -38,6 +38,15 @@ pub enum SourceError {
         found: String,
     },
 
+    #[error(
+        "source `{source_name}`: `{file}` has undeclared column(s) {columns} (schema_drift.added: error)"
+    )]
+    UndeclaredColumns {
+        source_name: String,
+        file: String,
+        columns: String,
+    },
+
     #[error("source `{source_name}`: `{file}` has column `{column}` twice")]
     DuplicateColumn {
         source_name: String,

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
+use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{Expr, cast};
+use datafusion::logical_expr::{Expr, cast, lit};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
 use object_store::ObjectStoreExt;
 use segflow_spec::{Format, Source};
@@ -34,6 +35,8 @@ pub struct LoadedSource {
     pub null_counts: Vec<usize>,
     /// Rows in `table`, counted from the batches handed to it.
     pub rows_in_table: usize,
+    /// Column drift tolerated by the source's `schema_drift` policy, per file.
+    pub drift_warnings: Vec<String>,
 }
 
 impl LoadedSource {
@@ -109,7 +112,7 @@ async fn scan_file(
     ctx: &SessionContext,
     source: &Source,
     file: &InputFile,
-) -> Result<DataFrame, SourceError> {
+) -> Result<(DataFrame, Vec<String>), SourceError> {
     let err = |e| read_error(source, file, e);
     let declared = &source.schema;
     match source.format {
@@ -117,8 +120,15 @@ async fn scan_file(
             // DataFusion maps CSV columns by position, so the file schema follows the header's
             // order; columns are then selected by declared name.
             let header = csv_header(source, file).await?;
-            let matched = match_columns(&source.name.value, &file.url, &header, declared)?;
+            let matched = match_columns(
+                &source.name.value,
+                &file.url,
+                &header,
+                declared,
+                source.drift,
+            )?;
             let fields: Vec<Field> = matched
+                .per_file_column
                 .iter()
                 .enumerate()
                 .map(|(i, m)| match m {
@@ -151,8 +161,14 @@ async fn scan_file(
                 .read_csv(file.url.as_str(), options)
                 .await
                 .map_err(err)?;
-            df.select(declared.iter().map(|c| column(&c.name)).collect::<Vec<_>>())
-                .map_err(err)
+            let names: Vec<String> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let exprs = declared_exprs(source, &matched.per_declared_column, &names);
+            Ok((df.select(exprs).map_err(err)?, matched.warnings))
         }
         Format::Parquet => {
             let options = ParquetReadOptions {
@@ -187,26 +203,40 @@ fn select_declared(
     source: &Source,
     file: &InputFile,
     df: DataFrame,
-) -> Result<DataFrame, SourceError> {
+) -> Result<(DataFrame, Vec<String>), SourceError> {
     let names: Vec<String> = df
         .schema()
         .fields()
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let matched = match_columns(&source.name.value, &file.url, &names, &source.schema)?;
-    let exprs: Vec<Expr> = source
+    let matched = match_columns(
+        &source.name.value,
+        &file.url,
+        &names,
+        &source.schema,
+        source.drift,
+    )?;
+    let exprs = declared_exprs(source, &matched.per_declared_column, &names);
+    let df = df.select(exprs).map_err(|e| read_error(source, file, e))?;
+    Ok((df, matched.warnings))
+}
+
+/// Each declared column by name, cast to its declared type; NULL where the file lacks it
+/// (only reached when the drift policy tolerates it).
+fn declared_exprs(source: &Source, positions: &[Option<usize>], names: &[String]) -> Vec<Expr> {
+    source
         .schema
         .iter()
-        .map(|c| {
-            let i = matched
-                .iter()
-                .position(|m| m.is_some_and(|m| m.name == c.name))
-                .unwrap_or_default();
-            cast(column(&names[i]), arrow_type(c.data_type)).alias(&c.name)
+        .zip(positions)
+        .map(|(c, pos)| {
+            let value = match pos {
+                Some(i) => column(&names[*i]),
+                None => lit(ScalarValue::Null),
+            };
+            cast(value, arrow_type(c.data_type)).alias(&c.name)
         })
-        .collect();
-    df.select(exprs).map_err(|e| read_error(source, file, e))
+        .collect()
 }
 
 fn regex_escape(text: &str) -> String {
@@ -229,7 +259,7 @@ pub async fn scan(
 ) -> Result<DataFrame, SourceError> {
     let mut frames = Vec::with_capacity(files.len());
     for file in files {
-        frames.push(scan_file(ctx, source, file).await?);
+        frames.push(scan_file(ctx, source, file).await?.0);
     }
     let mut iter = frames.into_iter();
     let first = iter.next().ok_or_else(|| SourceError::NoFiles {
@@ -264,6 +294,7 @@ async fn load_csv_file(
         .bytes()
         .await
         .map_err(io)?;
+    let drift = source.drift;
     let (name, url, opts, declared, schema) = (
         source.name.value.clone(),
         file.url.clone(),
@@ -272,7 +303,7 @@ async fn load_csv_file(
         Arc::clone(schema),
     );
     let parsed = tokio::task::spawn_blocking(move || {
-        read_csv_file(&name, &url, &bytes, &opts, &declared, &schema)
+        read_csv_file(&name, &url, &bytes, &opts, &declared, drift, &schema)
     })
     .await
     .map_err(|e| read_error(source, file, DataFusionError::External(Box::new(e))))?;
@@ -312,15 +343,18 @@ pub async fn load(
         encodings: Vec::with_capacity(files.len()),
         null_counts: vec![0; source.schema.len()],
         rows_in_table: 0,
+        drift_warnings: Vec::new(),
     };
     for file in files {
         let (file_batches, records) = if source.format == Format::Csv {
             let read = load_csv_file(source, file, &schema).await?;
             loaded.encodings.push(read.encoding);
+            loaded.drift_warnings.extend(read.warnings);
             loaded.bad_rows.extend(read.bad_rows);
             (read.batches, read.records)
         } else {
-            let df = scan_file(ctx, source, file).await?;
+            let (df, warnings) = scan_file(ctx, source, file).await?;
+            loaded.drift_warnings.extend(warnings);
             let parts = df
                 .collect_partitioned()
                 .await

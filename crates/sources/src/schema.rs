@@ -1,7 +1,7 @@
 //! Declared column types → Arrow types, and matching declared columns to a file's own columns.
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use segflow_spec::{ColumnSpec, ColumnType};
+use segflow_spec::{ColumnSpec, ColumnType, DriftAction, SchemaDrift};
 
 use crate::error::SourceError;
 
@@ -23,14 +23,27 @@ fn normalize(name: &str) -> String {
     name.trim_start_matches('\u{feff}').trim().to_lowercase()
 }
 
-/// For each column of the file, the declared column it carries (if any). Declared columns the
-/// file lacks are an error; columns nobody declared are read as text and then dropped.
+/// How a file's columns line up with the declaration.
+#[derive(Debug)]
+pub(crate) struct Matched<'a> {
+    /// For each column of the file, the declared column it carries (if any).
+    pub per_file_column: Vec<Option<&'a ColumnSpec>>,
+    /// For each declared column, its index in the file (`None`: missing, read as NULL).
+    pub per_declared_column: Vec<Option<usize>>,
+    /// Drift tolerated under `warn`, for the manifest.
+    pub warnings: Vec<String>,
+}
+
+/// Matches a file's columns to the declaration under the source's drift policy: an added or
+/// missing column is an error or a recorded warning, never a silent shift. Required columns
+/// must always be present.
 pub(crate) fn match_columns<'a>(
     source_name: &str,
     file: &str,
     file_columns: &[String],
     declared: &'a [ColumnSpec],
-) -> Result<Vec<Option<&'a ColumnSpec>>, SourceError> {
+    drift: SchemaDrift,
+) -> Result<Matched<'a>, SourceError> {
     let normalized: Vec<String> = file_columns.iter().map(|c| normalize(c)).collect();
     for (i, n) in normalized.iter().enumerate() {
         if normalized[..i].contains(n) {
@@ -41,20 +54,61 @@ pub(crate) fn match_columns<'a>(
             });
         }
     }
+    let mut warnings = Vec::new();
+    let mut per_declared_column = Vec::with_capacity(declared.len());
     for col in declared {
-        if !normalized.contains(&normalize(&col.name)) {
-            return Err(SourceError::MissingColumn {
-                source_name: source_name.to_string(),
-                file: file.to_string(),
-                column: col.name.clone(),
-                found: file_columns.join(", "),
-            });
+        let position = normalized.iter().position(|n| *n == normalize(&col.name));
+        if position.is_none() {
+            if col.required || drift.missing == DriftAction::Error {
+                return Err(SourceError::MissingColumn {
+                    source_name: source_name.to_string(),
+                    file: file.to_string(),
+                    column: col.name.clone(),
+                    found: file_columns.join(", "),
+                });
+            }
+            warnings.push(format!(
+                "`{file}` lacks declared column `{}`; read as NULL",
+                col.name
+            ));
         }
+        per_declared_column.push(position);
     }
-    Ok(normalized
+    let per_file_column: Vec<Option<&ColumnSpec>> = normalized
         .iter()
         .map(|n| declared.iter().find(|c| normalize(&c.name) == *n))
-        .collect())
+        .collect();
+    let added: Vec<&String> = file_columns
+        .iter()
+        .zip(&per_file_column)
+        .filter(|(_, m)| m.is_none())
+        .map(|(c, _)| c)
+        .collect();
+    if !added.is_empty() {
+        let names = added
+            .iter()
+            .map(|c| format!("`{}`", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match drift.added {
+            DriftAction::Error => {
+                return Err(SourceError::UndeclaredColumns {
+                    source_name: source_name.to_string(),
+                    file: file.to_string(),
+                    columns: names,
+                });
+            }
+            DriftAction::Warn => warnings.push(format!(
+                "`{file}` has undeclared column(s) {names}; not read"
+            )),
+            DriftAction::Ignore => {}
+        }
+    }
+    Ok(Matched {
+        per_file_column,
+        per_declared_column,
+        warnings,
+    })
 }
 
 #[cfg(test)]
@@ -81,17 +135,55 @@ mod tests {
             "extra".into(),
             "CUSTOMER_ID".into(),
         ];
-        let m = match_columns("c", "f.csv", &file, &declared).expect("matches");
+        let m =
+            match_columns("c", "f.csv", &file, &declared, SchemaDrift::default()).expect("matches");
         assert_eq!(
-            m.iter()
+            m.warnings,
+            vec!["`f.csv` has undeclared column(s) `extra`; not read"]
+        );
+        assert_eq!(
+            m.per_file_column
+                .iter()
                 .map(|c| c.map(|c| c.name.as_str()))
                 .collect::<Vec<_>>(),
             [Some("email"), None, Some("customer_id")]
         );
-        let err = match_columns("c", "f.csv", &file[..2], &declared).expect_err("missing");
+        let err = match_columns("c", "f.csv", &file[..2], &declared, SchemaDrift::default())
+            .expect_err("missing");
         assert_eq!(
             err.to_string(),
             "source `c`: `f.csv` lacks declared column `customer_id` (the file has: \u{feff} Email , extra)"
+        );
+    }
+
+    #[test]
+    fn drift_policy_decides_between_error_warning_and_null() {
+        let declared = [col("customer_id"), col("email")];
+        let file = ["customer_id".to_string(), "new_col".to_string()];
+        let lenient = SchemaDrift {
+            added: DriftAction::Ignore,
+            missing: DriftAction::Warn,
+        };
+        let m = match_columns("c", "f.csv", &file, &declared, lenient).expect("tolerated");
+        assert_eq!(m.per_declared_column, vec![Some(0), None]);
+        assert_eq!(
+            m.warnings,
+            vec!["`f.csv` lacks declared column `email`; read as NULL"]
+        );
+        let strict = SchemaDrift {
+            added: DriftAction::Error,
+            missing: DriftAction::Warn,
+        };
+        let err = match_columns("c", "f.csv", &file, &declared, strict).expect_err("added");
+        assert_eq!(
+            err.to_string(),
+            "source `c`: `f.csv` has undeclared column(s) `new_col` (schema_drift.added: error)"
+        );
+        let mut required = [col("customer_id"), col("email")];
+        required[1].required = true;
+        assert!(
+            match_columns("c", "f.csv", &file, &required, lenient).is_err(),
+            "required columns never go missing"
         );
     }
 }

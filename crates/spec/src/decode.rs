@@ -7,9 +7,10 @@ use chrono::NaiveDate;
 use crate::diagnostic::{Diagnostic, Spanned};
 use crate::period::Grain;
 use crate::pipeline::{
-    Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, EngineOptions, Format, FrequencyMeasure,
-    Lookback, LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, Pii, RfmSpec,
-    ScoreMethod, SegmentRule, Severity, Source, SqlStep, Step, StepKind, TextEncoding,
+    Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions, Format,
+    FrequencyMeasure, Lookback, LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, Pii,
+    RfmSpec, SchemaDrift, ScoreMethod, SegmentRule, Severity, Source, SqlStep, Step, StepKind,
+    TextEncoding,
 };
 use crate::yaml::{self, Ctx, Map, Node, loc};
 
@@ -221,6 +222,10 @@ fn source(
         .get("checks")
         .map(|(n, p)| checks(ctx, n, &p))
         .unwrap_or_default();
+    let drift = m
+        .get("schema_drift")
+        .map(|(n, p)| drift(ctx, n, &p))
+        .unwrap_or_default();
     let on_bad_row = m
         .get("on_bad_row")
         .and_then(|(n, p)| {
@@ -257,6 +262,7 @@ fn source(
         schema,
         on_bad_row,
         checks,
+        drift,
     })
 }
 
@@ -1089,4 +1095,25 @@ fn check_pii_key(
         ),
         _ => {}
     }
+}
+
+fn drift(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> SchemaDrift {
+    let mut policy = SchemaDrift::default();
+    let Some(mut m) = yaml::map(ctx, node, path) else {
+        return policy;
+    };
+    let all = [
+        ("ignore", DriftAction::Ignore),
+        ("warn", DriftAction::Warn),
+        ("error", DriftAction::Error),
+    ];
+    if let Some((n, p)) = m.get("added") {
+        policy.added = yaml::choice(ctx, n, &p, &all).unwrap_or(policy.added);
+    }
+    if let Some((n, p)) = m.get("missing") {
+        // Ignoring a missing column would silently turn it into NULLs.
+        policy.missing = yaml::choice(ctx, n, &p, &all[1..]).unwrap_or(policy.missing);
+    }
+    m.finish(ctx);
+    policy
 }

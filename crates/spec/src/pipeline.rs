@@ -189,6 +189,32 @@ pub struct Source {
     pub schema: Vec<ColumnSpec>,
     pub on_bad_row: OnBadRow,
     pub checks: Vec<Check>,
+    pub drift: SchemaDrift,
+}
+
+/// What to do when a file's columns differ from the declaration: never a silent shift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaDrift {
+    /// Columns the file has but the schema does not declare (they are never read).
+    pub added: DriftAction,
+    /// Declared columns the file lacks (read as NULL under `warn`; required ones always fail).
+    pub missing: DriftAction,
+}
+
+impl Default for SchemaDrift {
+    fn default() -> Self {
+        Self {
+            added: DriftAction::Warn,
+            missing: DriftAction::Error,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftAction {
+    Ignore,
+    Warn,
+    Error,
 }
 
 /// A node of the pipeline's DAG that computes a table.
