@@ -52,6 +52,18 @@ pub(crate) enum FileProblem {
     Arrow(datafusion::arrow::error::ArrowError),
 }
 
+/// A record reader with the source's dialect; headers are handled by segflow, and rows with
+/// another field count are bad rows, not parse errors.
+pub(crate) fn csv_reader<R: Read>(opts: &CsvOptions, input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(opts.delimiter)
+        .quote(opts.quote)
+        .escape(opts.escape)
+        .from_reader(input)
+}
+
 fn decompress(name: &str, bytes: &[u8]) -> Result<Vec<u8>, FileProblem> {
     let lower = name.to_ascii_lowercase();
     let problem = |e: std::io::Error| FileProblem::Decode(format!("cannot decompress: {e}"));
@@ -206,13 +218,7 @@ pub(crate) fn read_csv_file(
     schema: &SchemaRef,
 ) -> Result<CsvFileRead, FileProblem> {
     let (text, encoding) = decode(decompress(file, bytes)?, opts.encoding)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(opts.delimiter)
-        .quote(opts.quote)
-        .escape(opts.escape)
-        .from_reader(text.as_bytes());
+    let mut reader = csv_reader(opts, text.as_bytes());
     let mut record = csv::StringRecord::new();
     let header_read = reader
         .read_record(&mut record)
@@ -337,13 +343,7 @@ impl Chunks<'_> {
             self.positions,
             self.schema,
         );
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(opts.delimiter)
-            .quote(opts.quote)
-            .escape(opts.escape)
-            .from_reader(text.as_bytes());
+        let mut reader = csv_reader(opts, text.as_bytes());
         let mut record = csv::StringRecord::new();
         let mut builders: Vec<Builder> =
             declared.iter().map(|c| Builder::new(c.data_type)).collect();

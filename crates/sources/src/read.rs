@@ -15,7 +15,7 @@ use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
 use object_store::ObjectStoreExt;
 use segflow_spec::{Format, Source};
 
-use crate::csv_file::{BadRow, CsvFileRead, FileProblem, read_csv_file};
+use crate::csv_file::{BadRow, CsvFileRead, FileProblem, csv_reader, read_csv_file};
 use crate::error::SourceError;
 use crate::location::InputFile;
 use crate::privacy::{has_pii, protect, protected_schema};
@@ -81,12 +81,7 @@ async fn csv_header(source: &Source, file: &InputFile) -> Result<Vec<String>, So
     loop {
         let end = len.min(file.size);
         let bytes = file.store.get_range(&file.path, 0..end).await.map_err(io)?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .delimiter(source.csv.delimiter)
-            .quote(source.csv.quote)
-            .escape(source.csv.escape)
-            .from_reader(bytes.as_ref());
+        let mut reader = csv_reader(&source.csv, bytes.as_ref());
         let mut record = csv::StringRecord::new();
         let complete = matches!(reader.read_record(&mut record), Ok(true))
             && (reader.position().byte() < end || end == file.size);
