@@ -7,6 +7,7 @@ mod common;
 mod config_errors;
 mod contracts;
 mod extract;
+mod identity;
 mod models;
 mod outputs;
 mod privacy;

@@ -71,6 +71,14 @@ pub async fn step_sql(
             .await?;
             pareto_sql(p, &p.input.value)
         }
+        StepKind::Identity(_) => {
+            return Err(RunError::StepInput {
+                step: step.name.value.clone(),
+                message:
+                    "identity steps link records in Rust (segflow-identity) and have no SQL plan"
+                        .into(),
+            });
+        }
     })
 }
 
@@ -108,6 +116,12 @@ pub fn model_parameters(step: &Step, period: Period) -> Option<serde_json::Value
             "customer": p.customer, "value": p.value,
             "tiers": p.tiers.iter().map(|(t, b)| serde_json::json!({"tier": t, "share_below": b})).collect::<Vec<_>>(),
             "rest": p.rest,
+        })),
+        StepKind::Identity(i) => Some(serde_json::json!({
+            "inputs": i.inputs.iter().map(|x| x.from.value.clone()).collect::<Vec<_>>(),
+            "rules": segflow_identity::RULES,
+            "plus_addressing": if i.strip_plus_addressing { "strip" } else { "keep" },
+            "default_country_code": i.default_country_code,
         })),
     }
 }

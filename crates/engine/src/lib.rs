@@ -9,6 +9,7 @@
 mod compile;
 mod contracts;
 mod error;
+mod identity_step;
 mod plan;
 mod run;
 mod session;

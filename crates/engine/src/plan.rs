@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::datasource::MemTable;
 use segflow_sinks::partition_dir;
 use segflow_spec::{Period, Pipeline};
 use serde::Serialize;
@@ -166,6 +168,18 @@ pub async fn explain(
         let Some(step) = pipeline.step(name) else {
             continue;
         };
+        if let segflow_spec::StepKind::Identity(_) = step.kind {
+            // Identity links records in Rust; later steps are planned over its empty shape.
+            let schema = Arc::new(Schema::new(
+                ["source", "key", "person_id", "matched_by"]
+                    .map(|n| Field::new(n, DataType::Utf8, false))
+                    .to_vec(),
+            ));
+            let empty = MemTable::try_new(schema, vec![Vec::new()]).map_err(register_err)?;
+            ctx.register_table(name.as_str(), Arc::new(empty))
+                .map_err(register_err)?;
+            continue;
+        }
         let sql = step_sql(&ctx, step, period).await?;
         let df = compile_step(&ctx, step, period).await?;
         if only.is_empty() || only.contains(name) {

@@ -21,7 +21,7 @@ use segflow_manifest::{
 };
 use segflow_sinks::{StagedTable, partition_dir, write_table};
 use segflow_sources::BadRow;
-use segflow_spec::{OnBadRow, Output, Period, Pipeline, Source};
+use segflow_spec::{OnBadRow, Output, Period, Pipeline, Source, StepKind};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -208,12 +208,35 @@ async fn execute(
     }
 
     let started = Instant::now();
+    let mut registries = Vec::new();
     for name in &pipeline.execution_order {
         let Some(step) = pipeline.step(name) else {
             continue;
         };
         let step_started = Instant::now();
-        let df = compile_step(&ctx, step, request.period).await?;
+        let mut parameters = model_parameters(step, request.period);
+        let df = match &step.kind {
+            StepKind::Identity(spec) => {
+                let path = crate::identity_step::registry_path(pipeline, name)?;
+                let (df, resolved) =
+                    crate::identity_step::run_identity(&ctx, name, spec, &path).await?;
+                if let Some(serde_json::Value::Object(p)) = parameters.as_mut() {
+                    p.insert("merges".into(), serde_json::json!(resolved.merges));
+                    p.insert("persons".into(), serde_json::json!(resolved.persons));
+                    p.insert(
+                        "known_persons".into(),
+                        serde_json::json!(resolved.known_persons),
+                    );
+                    p.insert(
+                        "registry".into(),
+                        serde_json::json!(path.display().to_string()),
+                    );
+                }
+                registries.push((path, resolved));
+                df
+            }
+            _ => compile_step(&ctx, step, request.period).await?,
+        };
         let step_err = |e| RunError::Step {
             step: name.clone(),
             source: Box::new(e),
@@ -235,7 +258,7 @@ async fn execute(
             rows_written: written as u64,
             rows_rejected: 0,
             seconds: step_started.elapsed().as_secs_f64(),
-            parameters: model_parameters(step, request.period),
+            parameters,
         });
         rows.insert(name.clone(), written as u64);
     }
@@ -302,6 +325,10 @@ async fn execute(
     for (table, record) in staged.iter().zip(manifest.outputs.iter_mut()) {
         table.commit()?;
         record.committed = true;
+    }
+    // Identity registries only move forward with a committed run.
+    for (path, resolved) in &registries {
+        crate::identity_step::write_registry(path, resolved)?;
     }
     manifest
         .timings

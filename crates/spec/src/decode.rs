@@ -8,9 +8,9 @@ use crate::diagnostic::{Diagnostic, Spanned};
 use crate::period::Grain;
 use crate::pipeline::{
     Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions, Format,
-    FrequencyMeasure, Lookback, LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, Pii,
-    RfmSpec, SchemaDrift, ScoreMethod, SegmentRule, Severity, Source, SqlStep, Step, StepKind,
-    TextEncoding,
+    FrequencyMeasure, IdentityInput, IdentitySpec, Lookback, LookbackUnit, MonetaryMeasure,
+    OnBadRow, Output, ParetoSpec, Pii, RfmSpec, SchemaDrift, ScoreMethod, SegmentRule, Severity,
+    Source, SqlStep, Step, StepKind, TextEncoding,
 };
 use crate::yaml::{self, Ctx, Map, Node, loc};
 
@@ -513,18 +513,24 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
             enum Model {
                 Rfm,
                 Pareto,
+                Identity,
             }
             let model = m.get("model").and_then(|(n, p)| {
                 yaml::choice(
                     ctx,
                     n,
                     &p,
-                    &[("rfm", Model::Rfm), ("pareto", Model::Pareto)],
+                    &[
+                        ("rfm", Model::Rfm),
+                        ("pareto", Model::Pareto),
+                        ("identity", Model::Identity),
+                    ],
                 )
             });
             match model {
                 Some(Model::Rfm) => rfm(ctx, &mut m).map(StepKind::Rfm),
                 Some(Model::Pareto) => pareto(ctx, &mut m).map(StepKind::Pareto),
+                Some(Model::Identity) => identity(ctx, &mut m).map(StepKind::Identity),
                 None => None,
             }
         }
@@ -1116,4 +1122,76 @@ fn drift(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> SchemaDrift {
     }
     m.finish(ctx);
     policy
+}
+
+fn identity(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<IdentitySpec> {
+    let mut inputs = Vec::new();
+    if let Some((n, p)) = m.required(ctx, "inputs")
+        && let Some(items) = yaml::seq(ctx, n, &p)
+    {
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{p}[{i}]");
+            let Some(mut e) = yaml::map(ctx, item, &path) else {
+                continue;
+            };
+            let from = e
+                .required(ctx, "from")
+                .and_then(|(n, p)| yaml::name(ctx, n, &p));
+            let key = e
+                .required(ctx, "key")
+                .and_then(|(n, p)| yaml::name(ctx, n, &p));
+            let mut optional = |ctx: &mut Ctx<'_>, k: &'static str| {
+                e.get(k)
+                    .and_then(|(n, p)| yaml::name(ctx, n, &p))
+                    .map(|s| s.value)
+            };
+            let email = optional(ctx, "email");
+            let phone = optional(ctx, "phone");
+            let national_id = optional(ctx, "national_id");
+            let name = optional(ctx, "name");
+            let address = optional(ctx, "address");
+            let postal_code = optional(ctx, "postal_code");
+            e.finish(ctx);
+            if let (Some(from), Some(key)) = (from, key) {
+                inputs.push(IdentityInput {
+                    from,
+                    key: key.value,
+                    email,
+                    phone,
+                    national_id,
+                    name,
+                    address,
+                    postal_code,
+                });
+            }
+        }
+    }
+    let strip_plus_addressing = m
+        .get("plus_addressing")
+        .and_then(|(n, p)| yaml::choice(ctx, n, &p, &[("strip", true), ("keep", false)]))
+        .unwrap_or(true);
+    let default_country_code = m.get("default_country_code").and_then(|(n, p)| {
+        let code = yaml::string(ctx, n, &p)?;
+        let digits = code.value.trim_start_matches('+');
+        if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            ctx.error(
+                code.loc,
+                &p,
+                format!(
+                    "invalid country calling code `{}`: expected 1-3 digits like `46`",
+                    code.value
+                ),
+            );
+            return None;
+        }
+        Some(digits.to_string())
+    });
+    if inputs.is_empty() {
+        ctx.error(m.loc, &m.path, "an identity step needs at least one input");
+    }
+    Some(IdentitySpec {
+        inputs,
+        strip_plus_addressing,
+        default_country_code,
+    })
 }

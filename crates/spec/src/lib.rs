@@ -25,9 +25,9 @@ pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{
     Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions, Format,
-    FrequencyMeasure, Lookback, LookbackUnit, MonetaryMeasure, OnBadRow, Output, ParetoSpec, Pii,
-    Pipeline, RfmSpec, SchemaDrift, ScoreMethod, SegmentRule, Severity, Source, SqlStep, Step,
-    StepKind, TextEncoding,
+    FrequencyMeasure, IdentityInput, IdentitySpec, Lookback, LookbackUnit, MonetaryMeasure,
+    OnBadRow, Output, ParetoSpec, Pii, Pipeline, RfmSpec, SchemaDrift, ScoreMethod, SegmentRule,
+    Severity, Source, SqlStep, Step, StepKind, TextEncoding,
 };
 pub use vars::{Mode, Variables};
 

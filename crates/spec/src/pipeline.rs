@@ -232,6 +232,7 @@ impl Step {
             StepKind::Sql(s) => s.reads.iter().collect(),
             StepKind::Rfm(m) => vec![&m.input],
             StepKind::Pareto(m) => vec![&m.input],
+            StepKind::Identity(m) => m.inputs.iter().map(|i| &i.from).collect(),
         }
     }
 
@@ -240,6 +241,7 @@ impl Step {
             StepKind::Sql(_) => "sql",
             StepKind::Rfm(_) => "rfm",
             StepKind::Pareto(_) => "pareto",
+            StepKind::Identity(_) => "identity",
         }
     }
 }
@@ -249,6 +251,29 @@ pub enum StepKind {
     Sql(SqlStep),
     Rfm(RfmSpec),
     Pareto(ParetoSpec),
+    Identity(IdentitySpec),
+}
+
+/// One table of person records for the identity step, with the columns holding identifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityInput {
+    pub from: Spanned<String>,
+    /// The record's own key in that table (customer number, user id).
+    pub key: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub national_id: Option<String>,
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub postal_code: Option<String>,
+}
+
+/// Links records about the same person across tables into a stable `person_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentitySpec {
+    pub inputs: Vec<IdentityInput>,
+    pub strip_plus_addressing: bool,
+    pub default_country_code: Option<String>,
 }
 
 /// A SQL query over sources and earlier steps.

@@ -85,7 +85,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
                     }
                 }
             }
-            StepKind::Pareto(_) => {}
+            StepKind::Pareto(_) | StepKind::Identity(_) => {}
         }
     }
 

@@ -1,0 +1,211 @@
+//! The `identity` step: reads identifier columns, links records with `segflow-identity`, and
+//! keeps the registry of identifier hashes → person ids that makes ids stable across runs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionContext;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use segflow_identity::{Options, Record, Resolved, resolve};
+use segflow_models::quote_ident;
+use segflow_spec::{IdentitySpec, Pipeline};
+
+use crate::error::RunError;
+use crate::run::local_path;
+
+/// `<output_dir>/identity/<step>/registry.parquet`.
+pub(crate) fn registry_path(pipeline: &Pipeline, step: &str) -> Result<PathBuf, RunError> {
+    Ok(local_path("output_dir", &pipeline.output_dir)?
+        .join("identity")
+        .join(step)
+        .join("registry.parquet"))
+}
+
+fn text(array: &ArrayRef, row: usize) -> Result<Option<String>, RunError> {
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    array_value_to_string(array, row)
+        .map(Some)
+        .map_err(|e| RunError::StepInput {
+            step: "identity".into(),
+            message: e.to_string(),
+        })
+}
+
+fn read_registry(path: &Path) -> Result<HashMap<String, String>, RunError> {
+    let mut out = HashMap::new();
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(out);
+    };
+    let err = |e: String| RunError::StepInput {
+        step: "identity".into(),
+        message: format!(
+            "cannot read the identity registry `{}`: {e}",
+            path.display()
+        ),
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| err(e.to_string()))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| err(e.to_string()))?;
+        for row in 0..batch.num_rows() {
+            if let (Some(h), Some(id)) = (text(batch.column(0), row)?, text(batch.column(1), row)?)
+            {
+                out.insert(h, id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the registry next to the step's other state: temporary file, then rename.
+pub(crate) fn write_registry(path: &Path, resolved: &Resolved) -> Result<(), RunError> {
+    let io = |e: String| RunError::StepInput {
+        step: "identity".into(),
+        message: format!(
+            "cannot write the identity registry `{}`: {e}",
+            path.display()
+        ),
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("identifier_sha256", DataType::Utf8, false),
+        Field::new("person_id", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(resolved.registry.keys())),
+            Arc::new(StringArray::from_iter_values(resolved.registry.values())),
+        ],
+    )
+    .map_err(|e| io(e.to_string()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
+    let tmp = dir.join(".registry.parquet.tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| io(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| io(e.to_string()))?;
+    writer.write(&batch).map_err(|e| io(e.to_string()))?;
+    writer.close().map_err(|e| io(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(e.to_string()))
+}
+
+/// Links the records of all inputs; the returned table has one row per input record:
+/// `source`, `key`, `person_id`, `matched_by`, sorted by source and key.
+pub(crate) async fn run_identity(
+    ctx: &SessionContext,
+    step: &str,
+    spec: &IdentitySpec,
+    registry: &Path,
+) -> Result<(DataFrame, Resolved), RunError> {
+    let step_err = |e| RunError::Step {
+        step: step.to_string(),
+        source: Box::new(e),
+    };
+    let mut records = Vec::new();
+    for input in &spec.inputs {
+        let columns = [
+            Some(&input.key),
+            input.email.as_ref(),
+            input.phone.as_ref(),
+            input.national_id.as_ref(),
+            input.name.as_ref(),
+            input.address.as_ref(),
+            input.postal_code.as_ref(),
+        ];
+        let table = ctx
+            .table(input.from.value.as_str())
+            .await
+            .map_err(step_err)?;
+        let have: Vec<String> = table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut select = Vec::new();
+        for (i, column) in columns.into_iter().enumerate() {
+            match column {
+                Some(c) if !have.contains(c) => {
+                    return Err(RunError::StepInput {
+                        step: step.to_string(),
+                        message: format!(
+                            "input `{}` has no column `{c}` (it has: {})",
+                            input.from.value,
+                            have.join(", ")
+                        ),
+                    });
+                }
+                Some(c) => select.push(format!("CAST({} AS VARCHAR) AS c{i}", quote_ident(c))),
+                None => select.push(format!("CAST(NULL AS VARCHAR) AS c{i}")),
+            }
+        }
+        let sql = format!(
+            "SELECT {} FROM {}",
+            select.join(", "),
+            quote_ident(&input.from.value)
+        );
+        let batches = ctx
+            .sql(&sql)
+            .await
+            .map_err(step_err)?
+            .collect()
+            .await
+            .map_err(step_err)?;
+        for batch in batches {
+            let cols = batch.columns();
+            for row in 0..batch.num_rows() {
+                let Some(key) = text(&cols[0], row)? else {
+                    continue;
+                };
+                records.push(Record {
+                    source: input.from.value.clone(),
+                    key,
+                    email: text(&cols[1], row)?,
+                    phone: text(&cols[2], row)?,
+                    national_id: text(&cols[3], row)?,
+                    name: text(&cols[4], row)?,
+                    address: text(&cols[5], row)?,
+                    postal_code: text(&cols[6], row)?,
+                });
+            }
+        }
+    }
+    records.sort_by(|a, b| (&a.source, &a.key).cmp(&(&b.source, &b.key)));
+    let options = Options {
+        strip_plus_addressing: spec.strip_plus_addressing,
+        default_country_code: spec.default_country_code.clone(),
+    };
+    let resolved = resolve(&records, &options, &read_registry(registry)?);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("matched_by", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                records.iter().map(|r| r.source.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                records.iter().map(|r| r.key.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(resolved.person_id.iter())),
+            Arc::new(StringArray::from_iter_values(
+                resolved.matched_by.iter().copied(),
+            )),
+        ],
+    )
+    .map_err(|e| step_err(e.into()))?;
+    let df = ctx.read_batch(batch).map_err(step_err)?;
+    Ok((df, resolved))
+}

@@ -1,0 +1,113 @@
+//! Person-level identity across two sources and two years.
+
+use std::collections::BTreeMap;
+
+use crate::common::{Scratch, parquet_files, read_parquet, segflow};
+
+const PIPELINE: &str = r#"
+pipeline: persons
+period: year
+output_dir: out
+sources:
+  crm:
+    path: crm_${period}.csv
+    schema: { customer_id: string, email: string, phone: string, personnummer: string, name: string, street: string, postal_code: string }
+  web:
+    path: web_${period}.csv
+    schema: { user_id: string, mail: string, mobile: string }
+steps:
+  - name: persons
+    model: identity
+    default_country_code: "46"
+    plus_addressing: strip
+    inputs:
+      - { from: crm, key: customer_id, email: email, phone: phone, national_id: personnummer, name: name, address: street, postal_code: postal_code }
+      - { from: web, key: user_id, email: mail, phone: mobile }
+outputs:
+  persons: { from: persons, order_by: [source, key] }
+"#;
+
+/// source/key → (person_id, matched_by) of one run.
+fn persons(s: &Scratch, period: &str) -> BTreeMap<String, (String, String)> {
+    let (_, rows) =
+        read_parquet(&parquet_files(&s.path(&format!("out/persons/period={period}")))[0]);
+    rows.into_iter()
+        .map(|r| (format!("{}/{}", r[0], r[1]), (r[2].clone(), r[3].clone())))
+        .collect()
+}
+
+#[test]
+fn same_people_spelled_differently_get_one_stable_person_id() {
+    let s = Scratch::new();
+    // 2024: Anna is K1 in the CRM and W1 on the web (e-mail with other case and +tag); Bo is K2
+    // and W2 (phone written nationally and internationally); Cia and Dan are on their own.
+    s.write(
+        "crm_2024.csv",
+        "customer_id,email,phone,personnummer,name,street,postal_code\n\
+         K1,Anna.Berg@Example.se,,19850102-1234,Anna Berg,Storgatan 5,114 20\n\
+         K2,bo@x.se,070-999 88 77,,Bo Ek,Lilla vägen 2,22100\n\
+         K3,cia@x.se,,,Cia Lund,Ön 1,99999\n",
+    );
+    s.write(
+        "web_2024.csv",
+        "user_id,mail,mobile\nW1,anna.berg+shop@example.se,\nW2,,+46 70 999 88 77\nW3,dan@x.se,\n",
+    );
+    let p = s.write("p.yaml", PIPELINE);
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2024"],
+        s.dir.path(),
+    );
+    r.assert_code(0);
+    let y1 = persons(&s, "2024");
+    let id = |m: &BTreeMap<String, (String, String)>, k: &str| m[k].0.clone();
+    assert_eq!(id(&y1, "crm/K1"), id(&y1, "web/W1"));
+    assert_eq!(id(&y1, "crm/K2"), id(&y1, "web/W2"));
+    let distinct: std::collections::BTreeSet<String> = y1.values().map(|v| v.0.clone()).collect();
+    assert_eq!(distinct.len(), 4, "{y1:?}");
+    let matched: Vec<&str> = y1.values().map(|v| v.1.as_str()).collect();
+    assert_eq!(
+        matched,
+        vec!["email", "phone", "none", "email", "phone", "none"]
+    );
+    let step = r
+        .manifest()
+        .steps
+        .into_iter()
+        .find(|s| s.name == "persons")
+        .expect("step");
+    let params = step.parameters.expect("parameters");
+    assert_eq!(params["merges"]["email"], 1);
+    assert_eq!(params["merges"]["phone"], 1);
+    assert_eq!(params["persons"], 4);
+
+    // 2025: Anna re-registered as K9 with her personnummer in the short form and a new e-mail;
+    // the web account W1 is gone. Bo is unchanged; Eva is new.
+    s.write(
+        "crm_2025.csv",
+        "customer_id,email,phone,personnummer,name,street,postal_code\n\
+         K9,anna@newmail.se,,850102-1234,Anna Berg,Storgatan 5,11420\n\
+         K2,bo@x.se,070-999 88 77,,Bo Ek,Lilla vägen 2,22100\n\
+         K4,eva@x.se,,,Eva Ny,Gata 1,11111\n",
+    );
+    s.write("web_2025.csv", "user_id,mail,mobile\nW2,,0046709998877\n");
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
+    r.assert_code(0);
+    let y2 = persons(&s, "2025");
+    assert_eq!(id(&y2, "crm/K9"), id(&y1, "crm/K1"), "Anna keeps her id");
+    assert_eq!(id(&y2, "crm/K2"), id(&y1, "crm/K2"), "Bo keeps his id");
+    assert_eq!(id(&y2, "web/W2"), id(&y1, "crm/K2"));
+    assert!(
+        !distinct.contains(&id(&y2, "crm/K4")),
+        "Eva is a new person"
+    );
+    let step = r
+        .manifest()
+        .steps
+        .into_iter()
+        .find(|s| s.name == "persons")
+        .expect("step");
+    assert_eq!(step.parameters.expect("parameters")["known_persons"], 2);
+}
