@@ -6,13 +6,14 @@
 #   scripts/test.sh rfm        # extra arguments go to `cargo test` (e.g. a name filter)
 #
 # What it installs, and why:
-#   .venv/  Python venv with DuckDB and pyarrow (scripts/requirements-test.txt): the tests read
-#           segflow's Parquet output back with them and compare against a DuckDB reference run.
+#   .venv/  Python venv with DuckDB, pyarrow and openpyxl (scripts/requirements-test.txt): the
+#           tests read segflow's Parquet output back with them, compare against a DuckDB
+#           reference run, and write Excel fixtures the way other tools do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! .venv/bin/python -c "import duckdb, pyarrow" 2>/dev/null; then
-  echo "setting up .venv (duckdb, pyarrow) for reader checks" >&2
+if ! .venv/bin/python -c "import duckdb, pyarrow, openpyxl" 2>/dev/null; then
+  echo "setting up .venv (duckdb, pyarrow, openpyxl) for reader checks" >&2
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 fi

@@ -256,3 +256,133 @@ fn schema_drift_is_an_error_or_a_recorded_warning_never_silent() {
         r.stderr
     );
 }
+
+/// An Excel export written by openpyxl (as other tools write it): numbers, whole numbers,
+/// dates and a bad cell, on a named sheet.
+#[test]
+fn excel_sheet_loads_typed_values_and_quarantines_bad_cells() {
+    let s = Scratch::new();
+    let workbook = s.path("export.xlsx");
+    crate::common::run_python([
+        "-c",
+        "import sys, datetime, openpyxl\n\
+wb = openpyxl.Workbook(); wb.active.title = 'Notes'; ws = wb.create_sheet('Kunder')\n\
+ws.append(['KundNr', 'Belopp', 'Antal', 'Datum'])\n\
+ws.append(['K1', 1234.5, 10, datetime.date(2025, 1, 2)])\n\
+ws.append(['K2', 'saknas', 3, datetime.date(2025, 2, 3)])\n\
+ws.append(['K3', -0.25, 0, datetime.datetime(2025, 12, 31, 0, 0)])\n\
+wb.save(sys.argv[1])",
+        workbook.to_str().expect("utf8"),
+    ]);
+    let p = s.write(
+        "p.yaml",
+        "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  kunder:\n    path: export.xlsx\n    sheet: Kunder\n    on_bad_row: quarantine\n    schema: { kundnr: string, belopp: \"decimal(10,2)\", antal: int32, datum: date }\nsteps: [ { name: s, sql: SELECT * FROM kunder } ]\noutputs: { s: { from: s, order_by: [kundnr] } }\n",
+    );
+    let r = segflow(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+    );
+    r.assert_code(0);
+    let (_, rows) = read_parquet(&parquet_files(&s.path("out/s"))[0]);
+    assert_eq!(
+        rows,
+        vec![
+            row(&["K1", "1234.50", "10", "2025-01-02"]),
+            row(&["K3", "-0.25", "0", "2025-12-31"])
+        ]
+    );
+    let (names, bad) = read_parquet(&parquet_files(&s.path("out/quarantine/kunder"))[0]);
+    assert_eq!(
+        project(&names, &bad, &["line", "raw", "reason"]),
+        vec![row(&[
+            "3",
+            "K2,saknas,3,2025-02-03",
+            "column `belopp`: cannot read `saknas` as decimal(10,2): unexpected `s`"
+        ])]
+    );
+    let m = r.manifest();
+    assert_eq!(
+        (
+            m.inputs[0].encoding.as_str(),
+            m.inputs[0].rows,
+            m.inputs[0].rows_rejected
+        ),
+        ("xlsx", 3, 1)
+    );
+}
+
+/// The same three rows as CRM systems write them in other dialects — tab and pipe
+/// delimiters, ISO-8859-1, compact dates, zoned timestamps, gzip and zstd — load to the same
+/// typed values.
+#[test]
+fn dialects_and_compression_load_to_the_same_values() {
+    use std::io::Write;
+
+    let expected = vec![
+        row(&["A", "Ærø", "12.50", "2025-01-02", "2025-01-02T12:00:00Z"]),
+        row(&["B", "Köln", "-3.00", "2025-12-31", "2025-12-31T23:59:59Z"]),
+        row(&["C", "NULL", "1000.00", "NULL", "NULL"]),
+    ];
+    let text = |sep: &str, dates: [&str; 2]| {
+        format!(
+            "id{sep}city{sep}amount{sep}day{sep}at\nA{sep}Ærø{sep}12.5{sep}{}{sep}2025-01-02T13:00:00+01:00\nB{sep}Köln{sep}-3{sep}{}{sep}2025-12-31T23:59:59Z\nC{sep}{sep}1000{sep}{sep}\n",
+            dates[0], dates[1]
+        )
+    };
+    let gzip = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    let latin1 = |s: &str| {
+        s.chars()
+            .map(|c| u8::try_from(u32::from(c)).expect("latin-1"))
+            .collect::<Vec<u8>>()
+    };
+    let iso = ["2025-01-02", "2025-12-31"];
+    let variants: Vec<(&str, &str, Vec<u8>)> = vec![
+        (
+            "tab.tsv",
+            r#"{ delimiter: "\t" }"#,
+            text("\t", iso).into_bytes(),
+        ),
+        (
+            "pipe.csv",
+            r#"{ delimiter: "|" }"#,
+            text("|", ["20250102", "20251231"]).into_bytes(),
+        ),
+        (
+            "latin1.csv",
+            "{ encoding: iso-8859-1 }",
+            latin1(&text(",", iso)),
+        ),
+        ("gzip.csv.gz", "{ }", gzip(text(",", iso).as_bytes())),
+        (
+            "zstd.csv.zst",
+            "{ }",
+            zstd::encode_all(text(",", iso).as_bytes(), 3).expect("zstd"),
+        ),
+    ];
+    for (file, csv, bytes) in variants {
+        let s = Scratch::new();
+        std::fs::write(s.path(file), bytes).expect("write");
+        let day_format = if file == "pipe.csv" {
+            "%Y%m%d"
+        } else {
+            "%Y-%m-%d"
+        };
+        let p = s.write(
+            "p.yaml",
+            &format!(
+                "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c:\n    path: {file}\n    format: csv\n    csv: {csv}\n    schema: {{ id: string, city: string, amount: \"decimal(10,2)\", day: {{ type: date, format: \"{day_format}\" }}, at: timestamp }}\nsteps: [ {{ name: s, sql: SELECT * FROM c }} ]\noutputs: {{ s: {{ from: s, order_by: [id] }} }}\n"
+            ),
+        );
+        let r = segflow(
+            &["run", p.to_str().expect("utf8"), "--period", "2025"],
+            s.dir.path(),
+        );
+        r.assert_code(0);
+        let (_, rows) = read_parquet(&parquet_files(&s.path("out/s"))[0]);
+        assert_eq!(rows, expected, "{file}");
+    }
+}

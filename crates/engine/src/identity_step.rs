@@ -104,6 +104,7 @@ pub(crate) async fn run_identity(
     step: &str,
     spec: &IdentitySpec,
     registry: &Path,
+    hash_key: Option<&[u8]>,
 ) -> Result<(DataFrame, Resolved), RunError> {
     let step_err = |e| RunError::Step {
         step: step.to_string(),
@@ -182,6 +183,7 @@ pub(crate) async fn run_identity(
     let options = Options {
         strip_plus_addressing: spec.strip_plus_addressing,
         default_country_code: spec.default_country_code.clone(),
+        hash_key: hash_key.map(<[u8]>::to_vec),
     };
     let resolved = resolve(&records, &options, &read_registry(registry)?);
     let schema = Arc::new(Schema::new(vec![

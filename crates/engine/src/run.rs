@@ -219,7 +219,8 @@ async fn execute(
             StepKind::Identity(spec) => {
                 let path = crate::identity_step::registry_path(pipeline, name)?;
                 let (df, resolved) =
-                    crate::identity_step::run_identity(&ctx, name, spec, &path).await?;
+                    crate::identity_step::run_identity(&ctx, name, spec, &path, pii_key.as_deref())
+                        .await?;
                 if let Some(serde_json::Value::Object(p)) = parameters.as_mut() {
                     p.insert("merges".into(), serde_json::json!(resolved.merges));
                     p.insert("persons".into(), serde_json::json!(resolved.persons));

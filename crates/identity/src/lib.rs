@@ -14,6 +14,7 @@ pub mod normalize;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// One input record with its raw identifier values.
@@ -31,6 +32,9 @@ pub struct Record {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
+    /// Key for the registry's identifier hashes (the pipeline's PII key): with it, the stored
+    /// hashes cannot be matched against a list of known e-mail addresses.
+    pub hash_key: Option<Vec<u8>>,
     /// `anna+news@x.se` is `anna@x.se`.
     pub strip_plus_addressing: bool,
     /// Country calling code for national phone numbers, e.g. `46`.
@@ -80,9 +84,17 @@ fn identifiers(r: &Record, opts: &Options) -> [Option<String>; 5] {
     ]
 }
 
-/// SHA-256 of `rule:value`: what the registry stores instead of personal data.
-fn identifier_hash(rule: &str, value: &str) -> String {
-    hex::encode(Sha256::digest(format!("{rule}:{value}").as_bytes()))
+/// HMAC-SHA-256 (with a key) or SHA-256 of `rule:value`: what the registry stores instead of
+/// personal data.
+fn identifier_hash(key: Option<&[u8]>, rule: &str, value: &str) -> String {
+    let text = format!("{rule}:{value}");
+    match key.and_then(|k| <Hmac<Sha256> as Mac>::new_from_slice(k).ok()) {
+        Some(mut mac) => {
+            mac.update(text.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        }
+        None => hex::encode(Sha256::digest(text.as_bytes())),
+    }
 }
 
 fn find(parent: &mut [usize], mut i: usize) -> usize {
@@ -136,10 +148,10 @@ pub fn resolve(records: &[Record], opts: &Options, registry: &HashMap<String, St
         let hashes: BTreeSet<String> = members
             .iter()
             .flat_map(|&i| {
-                RULES
-                    .iter()
-                    .zip(&ids[i])
-                    .filter_map(|(rule, v)| v.as_ref().map(|v| identifier_hash(rule, v)))
+                RULES.iter().zip(&ids[i]).filter_map(|(rule, v)| {
+                    v.as_ref()
+                        .map(|v| identifier_hash(opts.hash_key.as_deref(), rule, v))
+                })
             })
             .collect();
         let known: BTreeSet<&String> = hashes.iter().filter_map(|h| registry.get(h)).collect();
@@ -191,6 +203,7 @@ mod tests {
         let opts = Options {
             strip_plus_addressing: true,
             default_country_code: Some("46".into()),
+            hash_key: None,
         };
         let records = [
             rec("crm", "1", Some("Anna@X.se"), None),

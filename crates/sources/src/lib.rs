@@ -12,6 +12,7 @@ mod privacy;
 mod read;
 mod schema;
 mod values;
+mod xlsx;
 
 pub use checksum::sha256_of;
 pub use csv_file::BadRow;

@@ -13,13 +13,14 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, cast, lit};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
 use object_store::ObjectStoreExt;
-use segflow_spec::{Format, Source};
+use segflow_spec::{CsvOptions, Format, Source};
 
 use crate::csv_file::{BadRow, CsvFileRead, FileProblem, csv_reader, read_csv_file};
 use crate::error::SourceError;
 use crate::location::InputFile;
 use crate::privacy::{has_pii, protect, protected_schema};
 use crate::schema::{arrow_type, match_columns};
+use crate::xlsx::sheet_as_csv;
 
 /// A source read into memory, with what the manifest needs to know about it.
 #[derive(Debug)]
@@ -111,6 +112,11 @@ async fn scan_file(
     let err = |e| read_error(source, file, e);
     let declared = &source.schema;
     match source.format {
+        Format::Xlsx => {
+            // Planning needs only the shape; the workbook is read by `load`.
+            let empty = RecordBatch::new_empty(Arc::new(declared_schema(source)));
+            Ok((ctx.read_batch(empty).map_err(err)?, Vec::new()))
+        }
         Format::Csv => {
             // DataFusion maps CSV columns by position, so the file schema follows the header's
             // order; columns are then selected by declared name.
@@ -297,7 +303,26 @@ async fn load_csv_file(
         source.schema.clone(),
         Arc::clone(schema),
     );
+    let (xlsx, sheet) = (source.format == Format::Xlsx, source.sheet.clone());
     let parsed = tokio::task::spawn_blocking(move || {
+        if xlsx {
+            let text = sheet_as_csv(bytes.to_vec(), sheet.as_deref())?;
+            let opts = CsvOptions {
+                null_values: opts.null_values,
+                ..CsvOptions::default()
+            };
+            let mut read = read_csv_file(
+                &name,
+                &url,
+                text.as_bytes(),
+                &opts,
+                &declared,
+                drift,
+                &schema,
+            )?;
+            read.encoding = "xlsx";
+            return Ok(read);
+        }
         read_csv_file(&name, &url, &bytes, &opts, &declared, drift, &schema)
     })
     .await
@@ -341,7 +366,7 @@ pub async fn load(
         drift_warnings: Vec::new(),
     };
     for file in files {
-        let (file_batches, records) = if source.format == Format::Csv {
+        let (file_batches, records) = if matches!(source.format, Format::Csv | Format::Xlsx) {
             let read = load_csv_file(source, file, &schema).await?;
             loaded.encodings.push(read.encoding);
             loaded.drift_warnings.extend(read.warnings);

@@ -167,6 +167,7 @@ fn infer_format(location: &str) -> Option<Format> {
         "csv" | "tsv" | "txt" => Some(Format::Csv),
         "parquet" | "pq" => Some(Format::Parquet),
         "jsonl" | "ndjson" | "json" => Some(Format::JsonLines),
+        "xlsx" => Some(Format::Xlsx),
         _ => None,
     }
 }
@@ -187,6 +188,7 @@ fn source(
         ("csv", Format::Csv),
         ("parquet", Format::Parquet),
         ("jsonl", Format::JsonLines),
+        ("xlsx", Format::Xlsx),
     ];
     let declared = m
         .get("format")
@@ -222,6 +224,10 @@ fn source(
         .get("checks")
         .map(|(n, p)| checks(ctx, n, &p))
         .unwrap_or_default();
+    let sheet = m
+        .get("sheet")
+        .and_then(|(n, p)| yaml::string(ctx, n, &p))
+        .map(|s| s.value);
     let drift = m
         .get("schema_drift")
         .map(|(n, p)| drift(ctx, n, &p))
@@ -238,7 +244,9 @@ fn source(
                     ("quarantine", OnBadRow::Quarantine),
                 ],
             );
-            if choice == Some(OnBadRow::Quarantine) && format.is_some_and(|f| f != Format::Csv) {
+            if choice == Some(OnBadRow::Quarantine)
+                && format.is_some_and(|f| !matches!(f, Format::Csv | Format::Xlsx))
+            {
                 ctx.push(
                     Diagnostic::new(
                         loc(n),
@@ -263,6 +271,7 @@ fn source(
         on_bad_row,
         checks,
         drift,
+        sheet,
     })
 }
 

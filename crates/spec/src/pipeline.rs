@@ -54,6 +54,8 @@ pub enum Format {
     Csv,
     Parquet,
     JsonLines,
+    /// Excel workbook; one sheet is read like a CSV export with a header row.
+    Xlsx,
 }
 
 impl Format {
@@ -62,6 +64,7 @@ impl Format {
             Format::Csv => "csv",
             Format::Parquet => "parquet",
             Format::JsonLines => "jsonl",
+            Format::Xlsx => "xlsx",
         }
     }
 }
@@ -190,6 +193,8 @@ pub struct Source {
     pub on_bad_row: OnBadRow,
     pub checks: Vec<Check>,
     pub drift: SchemaDrift,
+    /// Excel: the sheet to read (the first one when not given).
+    pub sheet: Option<String>,
 }
 
 /// What to do when a file's columns differ from the declaration: never a silent shift.
