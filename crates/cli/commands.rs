@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-use segflow_engine::{PlanReport, RunRequest, exit};
-use segflow_manifest::RunStatus;
+use segflow_engine::{PlanReport, RunError, RunRequest, exit};
 use segflow_spec::{Period, Pipeline, Variables};
 use sha2::{Digest, Sha256};
 
@@ -112,12 +111,9 @@ pub(crate) async fn run(
         }
     }
     println!("manifest: {}", outcome.manifest_path.display());
-    let code = match (&outcome.error, m.status) {
-        (None, _) => exit::OK,
-        (Some(e), _) => e.exit_code(),
-    };
-    debug_assert!(code != exit::OK || m.status == RunStatus::Succeeded);
-    Ok(Exit(code))
+    Ok(Exit(
+        outcome.error.as_ref().map_or(exit::OK, RunError::exit_code),
+    ))
 }
 
 fn print_plan(report: &PlanReport) {
