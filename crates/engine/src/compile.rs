@@ -17,14 +17,14 @@ fn read_only() -> SQLOptions {
 }
 
 /// Fails with a clear message when a model's input lacks a column the model was told to use.
-async fn require_columns(
+pub(crate) async fn require_columns(
     ctx: &SessionContext,
-    step: &Step,
+    step: &str,
     input: &str,
     columns: &[&str],
 ) -> Result<(), RunError> {
     let table = ctx.table(input).await.map_err(|e| RunError::Step {
-        step: step.name.value.clone(),
+        step: step.to_string(),
         source: Box::new(e),
     })?;
     let have: Vec<String> = table
@@ -36,7 +36,7 @@ async fn require_columns(
     for column in columns {
         if !have.iter().any(|h| h == column) {
             return Err(RunError::StepInput {
-                step: step.name.value.clone(),
+                step: step.to_string(),
                 message: format!(
                     "input `{input}` has no column `{column}` (it has: {}); name the right column in the step",
                     have.join(", ")
@@ -58,13 +58,13 @@ pub async fn step_sql(
         StepKind::Rfm(m) => {
             let mut cols = vec![m.customer.as_str(), m.date.as_str(), m.amount.as_str()];
             cols.extend(m.order_id.as_deref());
-            require_columns(ctx, step, &m.input.value, &cols).await?;
+            require_columns(ctx, &step.name.value, &m.input.value, &cols).await?;
             rfm_sql(m, &m.input.value, m.reference_date.unwrap_or(period.end()))
         }
         StepKind::Pareto(p) => {
             require_columns(
                 ctx,
-                step,
+                &step.name.value,
                 &p.input.value,
                 &[p.customer.as_str(), p.value.as_str()],
             )

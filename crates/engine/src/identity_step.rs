@@ -16,6 +16,7 @@ use segflow_identity::{Options, Record, Resolved, resolve};
 use segflow_models::quote_ident;
 use segflow_spec::{IdentitySpec, Pipeline};
 
+use crate::compile::require_columns;
 use crate::error::RunError;
 use crate::run::local_path;
 
@@ -121,29 +122,11 @@ pub(crate) async fn run_identity(
             input.address.as_ref(),
             input.postal_code.as_ref(),
         ];
-        let table = ctx
-            .table(input.from.value.as_str())
-            .await
-            .map_err(step_err)?;
-        let have: Vec<String> = table
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let named: Vec<&str> = columns.iter().flatten().map(|c| c.as_str()).collect();
+        require_columns(ctx, step, &input.from.value, &named).await?;
         let mut select = Vec::new();
         for (i, column) in columns.into_iter().enumerate() {
             match column {
-                Some(c) if !have.contains(c) => {
-                    return Err(RunError::StepInput {
-                        step: step.to_string(),
-                        message: format!(
-                            "input `{}` has no column `{c}` (it has: {})",
-                            input.from.value,
-                            have.join(", ")
-                        ),
-                    });
-                }
                 Some(c) => select.push(format!("CAST({} AS VARCHAR) AS c{i}", quote_ident(c))),
                 None => select.push(format!("CAST(NULL AS VARCHAR) AS c{i}")),
             }
