@@ -77,6 +77,14 @@ pub fn segflow(args: &[&str], cwd: &Path) -> Run {
     segflow_env(args, cwd, &[])
 }
 
+/// `segflow run PIPELINE --period PERIOD`, from `cwd`.
+pub fn run_pipeline(pipeline: &Path, period: &str, cwd: &Path) -> Run {
+    segflow(
+        &["run", pipeline.to_str().expect("utf8"), "--period", period],
+        cwd,
+    )
+}
+
 /// `segflow` with extra environment variables.
 pub fn segflow_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_segflow"))

@@ -1,7 +1,7 @@
 //! Data contracts: every check kind once passing and once failing; a failing `error` check
 //! exits 1 and commits nothing, a failing `warn` check is only recorded.
 
-use crate::common::{Scratch, segflow};
+use crate::common::{Scratch, run_pipeline};
 
 const CUSTOMERS: &str = "customer_id,channel\nA,web\nB,store\nC,web\n";
 /// Five orders: A twice, one orphan (Z), one without a note, latest 2025-12-20, max amount 250.
@@ -138,10 +138,7 @@ fn every_check_kind_passes_and_fails() {
         s.write("customers.csv", CUSTOMERS);
         s.write("orders.csv", ORDERS);
         let p = s.write("p.yaml", &pipeline("orders.csv", case.target, case.check));
-        let r = segflow(
-            &["run", p.to_str().expect("utf8"), "--period", "2025"],
-            s.dir.path(),
-        );
+        let r = run_pipeline(&p, "2025", s.dir.path());
         let m = r.manifest();
         let record = m
             .checks
@@ -192,10 +189,7 @@ fn warnings_are_recorded_and_do_not_stop_the_run() {
             "{ unique: customer_id, severity: warn }",
         ),
     );
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(0);
     let m = r.manifest();
     let check = &m.checks[0];
@@ -225,20 +219,14 @@ fn row_count_change_versus_the_previous_period() {
     s.write("orders_2025.csv", &doubled);
     let check = "{ row_count: { max_change: 50% } }";
     let first = s.write("p.yaml", &pipeline("orders_${period}.csv", "orders", check));
-    let r = segflow(
-        &["run", first.to_str().expect("utf8"), "--period", "2024"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&first, "2024", s.dir.path());
     r.assert_code(0);
     assert!(
         r.manifest().checks[0]
             .message
             .contains("no succeeded run for 2023 to compare with")
     );
-    let r = segflow(
-        &["run", first.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&first, "2025", s.dir.path());
     r.assert_code(1);
     assert!(
         r.stderr.contains("10 row(s); +100.0% versus 5 in 2024"),

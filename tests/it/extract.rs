@@ -1,7 +1,7 @@
 //! CRM exports as they really are: Windows-1252, `;`, decimal commas, day-first dates, quoted
 //! line breaks, CRLF — and bad rows set aside with file, line, raw text and reason.
 
-use crate::common::{Scratch, parquet_files, project, read_parquet, row, segflow};
+use crate::common::{Scratch, parquet_files, project, read_parquet, row, run_pipeline};
 
 /// Lines (CRLF), in Windows-1252:
 ///  1 header with stray spaces and other case
@@ -50,10 +50,7 @@ fn windows_1252_export_loads_exact_values_and_quarantines_bad_rows() {
     std::fs::create_dir_all(s.path("export")).expect("mkdir");
     std::fs::write(s.path("export/kunder_2025.csv"), EXPORT).expect("write");
     let p = s.write("p.yaml", &pipeline("quarantine"));
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(0);
 
     let (names, rows) = read_parquet(&parquet_files(&s.path("out/kunder_ut"))[0]);
@@ -132,11 +129,7 @@ fn windows_1252_export_loads_exact_values_and_quarantines_bad_rows() {
         .collect::<Vec<_>>()
         .join(&b'\n');
     std::fs::write(s.path("export/kunder_2025.csv"), fixed).expect("write");
-    segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    )
-    .assert_code(0);
+    run_pipeline(&p, "2025", s.dir.path()).assert_code(0);
     let (_, rows) = read_parquet(&parquet_files(&s.path("out/quarantine/kunder"))[0]);
     assert!(rows.is_empty());
 }
@@ -147,10 +140,7 @@ fn on_bad_row_fail_names_file_and_line_and_commits_nothing() {
     std::fs::create_dir_all(s.path("export")).expect("mkdir");
     std::fs::write(s.path("export/kunder_2025.csv"), EXPORT).expect("write");
     let p = s.write("p.yaml", &pipeline("fail"));
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(1);
     assert!(
         r.stderr
@@ -187,10 +177,7 @@ fn undeclared_utf8_errors_name_the_line_and_the_fix() {
         "p.yaml",
         &pipeline("fail").replace(", encoding: windows-1252", ""),
     );
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(2);
     assert!(
         r.stderr.contains("kunder_2025.csv`: not valid UTF-8 at line 2 (byte 35); declare `encoding: windows-1252`"),
@@ -211,10 +198,7 @@ fn schema_drift_is_an_error_or_a_recorded_warning_never_silent() {
         )
     };
     let p = s.write("lenient.yaml", &pipeline("{ added: warn, missing: warn }"));
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(0);
     let (_, rows) = read_parquet(&parquet_files(&s.path("out/s"))[0]);
     assert_eq!(rows, vec![row(&["A", "NULL"]), row(&["B", "NULL"])]);
@@ -233,10 +217,7 @@ fn schema_drift_is_an_error_or_a_recorded_warning_never_silent() {
         ]
     );
     let p = s.write("strict.yaml", &pipeline("{ added: error }"));
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(2);
     assert!(
         r.stderr.contains("c.csv` lacks declared column `email`"),
@@ -244,10 +225,7 @@ fn schema_drift_is_an_error_or_a_recorded_warning_never_silent() {
         r.stderr
     );
     s.write("c.csv", "customer_id,email,segment_code\nA,a@x,x\n");
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(2);
     assert!(
         r.stderr
@@ -278,10 +256,7 @@ wb.save(sys.argv[1])",
         "p.yaml",
         "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  kunder:\n    path: export.xlsx\n    sheet: Kunder\n    on_bad_row: quarantine\n    schema: { kundnr: string, belopp: \"decimal(10,2)\", antal: int32, datum: date }\nsteps: [ { name: s, sql: SELECT * FROM kunder } ]\noutputs: { s: { from: s, order_by: [kundnr] } }\n",
     );
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(0);
     let (_, rows) = read_parquet(&parquet_files(&s.path("out/s"))[0]);
     assert_eq!(
@@ -377,10 +352,7 @@ fn dialects_and_compression_load_to_the_same_values() {
                 "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c:\n    path: {file}\n    format: csv\n    csv: {csv}\n    schema: {{ id: string, city: string, amount: \"decimal(10,2)\", day: {{ type: date, format: \"{day_format}\" }}, at: timestamp }}\nsteps: [ {{ name: s, sql: SELECT * FROM c }} ]\noutputs: {{ s: {{ from: s, order_by: [id] }} }}\n"
             ),
         );
-        let r = segflow(
-            &["run", p.to_str().expect("utf8"), "--period", "2025"],
-            s.dir.path(),
-        );
+        let r = run_pipeline(&p, "2025", s.dir.path());
         r.assert_code(0);
         let (_, rows) = read_parquet(&parquet_files(&s.path("out/s"))[0]);
         assert_eq!(rows, expected, "{file}");

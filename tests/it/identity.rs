@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{Scratch, parquet_files, read_parquet, segflow};
+use crate::common::{Scratch, parquet_files, read_parquet, run_pipeline};
 
 const PIPELINE: &str = r#"
 pipeline: persons
@@ -53,10 +53,7 @@ fn same_people_spelled_differently_get_one_stable_person_id() {
         "user_id,mail,mobile\nW1,anna.berg+shop@example.se,\nW2,,+46 70 999 88 77\nW3,dan@x.se,\n",
     );
     let p = s.write("p.yaml", PIPELINE);
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2024"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2024", s.dir.path());
     r.assert_code(0);
     let y1 = persons(&s, "2024");
     let id = |m: &BTreeMap<String, (String, String)>, k: &str| m[k].0.clone();
@@ -90,10 +87,7 @@ fn same_people_spelled_differently_get_one_stable_person_id() {
          K4,eva@x.se,,,Eva Ny,Gata 1,11111\n",
     );
     s.write("web_2025.csv", "user_id,mail,mobile\nW2,,0046709998877\n");
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(0);
     let y2 = persons(&s, "2025");
     assert_eq!(id(&y2, "crm/K9"), id(&y1, "crm/K1"), "Anna keeps her id");

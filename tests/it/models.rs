@@ -1,6 +1,6 @@
 //! RFM and Pareto on small fixtures, against values worked out by hand (in the comments).
 
-use crate::common::{Scratch, parquet_files, project, read_parquet, row, segflow};
+use crate::common::{Scratch, parquet_files, project, read_parquet, row, run_pipeline};
 
 /// Reference date 2026-01-01 (end of period 2025). Per customer, counting only orders before it:
 ///
@@ -67,11 +67,7 @@ fn run_rfm(method: &str, frequency: &str, lookback: &str) -> Vec<Vec<String>> {
     let s = Scratch::new();
     s.write("orders.csv", ORDERS);
     let p = s.write("p.yaml", &rfm_pipeline(method, frequency, lookback));
-    segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    )
-    .assert_code(0);
+    run_pipeline(&p, "2025", s.dir.path()).assert_code(0);
     let files = parquet_files(&s.path("out/rfm/period=2025"));
     assert_eq!(files.len(), 1);
     let (names, rows) = read_parquet(&files[0]);
@@ -221,11 +217,7 @@ outputs:
   tiers: { from: tiers, order_by: [value_rank] }
 "#,
     );
-    segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    )
-    .assert_code(0);
+    run_pipeline(&p, "2025", s.dir.path()).assert_code(0);
     let (names, rows) = read_parquet(&parquet_files(&s.path("out/tiers"))[0]);
     assert_eq!(
         project(

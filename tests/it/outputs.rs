@@ -7,7 +7,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::common::{Scratch, parquet_files, read_parquet, repo_root, run_python, segflow};
+use crate::common::{
+    Scratch, parquet_files, read_parquet, repo_root, run_pipeline, run_python, segflow,
+};
 
 fn sha256(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).expect("read")))
@@ -196,10 +198,7 @@ fn a_run_failing_after_staging_leaves_previous_output_intact() {
 fn manifest_accounts_for_inputs_steps_and_rows() {
     let s = Scratch::new();
     let p = fixture(&s);
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(0);
     let m = r.manifest();
     assert_eq!(m.pipeline.name, "fixture");
@@ -270,11 +269,7 @@ fn sub_partitions_escape_their_values_and_read_back() {
         "p.yaml",
         "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c: { path: c.csv, schema: { customer_id: string, region: string } }\nsteps: [ { name: s, sql: \"SELECT customer_id, region FROM c\" } ]\noutputs: { s: { from: s, partition_by: [period, region] } }\n",
     );
-    segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    )
-    .assert_code(0);
+    run_pipeline(&p, "2025", s.dir.path()).assert_code(0);
     let root = s.path("out/s");
     let files: Vec<String> = parquet_files(&root)
         .iter()

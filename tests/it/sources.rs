@@ -1,7 +1,7 @@
 //! Sources: CSV, Parquet and JSON lines with declared schemas, globs, `plan` and `explain`,
 //! and the exit codes for bad data and missing files.
 
-use crate::common::{Scratch, parquet_files, project, read_parquet, row, segflow};
+use crate::common::{Scratch, parquet_files, project, read_parquet, row, run_pipeline, segflow};
 
 /// Columns in another order, other case and stray spaces, an undeclared column, two files
 /// matched by a glob, a quoted field with the delimiter and a newline in it.
@@ -33,10 +33,7 @@ outputs:
   listed: { from: listed, order_by: [customer_id] }
 "#,
     );
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(0);
     let (names, rows) = read_parquet(&parquet_files(&s.path("out/listed"))[0]);
     assert_eq!(names, vec!["customer_id", "postal_code", "len"]);
@@ -91,11 +88,7 @@ outputs:
   typed: { from: typed }
 "#,
     );
-    segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    )
-    .assert_code(0);
+    run_pipeline(&p, "2025", s.dir.path()).assert_code(0);
     let (names, rows) = read_parquet(&parquet_files(&s.path("out/typed"))[0]);
     assert_eq!(
         project(
@@ -155,10 +148,7 @@ outputs:
     let mut results = Vec::new();
     for format in ["csv", "parquet"] {
         let p = s.write(&format!("{format}.yaml"), &pipeline(format));
-        let r = segflow(
-            &["run", p.to_str().expect("utf8"), "--period", "2025"],
-            s.dir.path(),
-        );
+        let r = run_pipeline(&p, "2025", s.dir.path());
         r.assert_code(0);
         assert!(r.manifest().inputs[0].rows > 1000);
         results.push(read_parquet(
@@ -190,10 +180,7 @@ fn required_columns_fail_with_exit_1_and_commit_nothing() {
             "p.yaml",
             &format!("pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c:\n    path: {file}\n    schema: {{ customer_id: {{ type: string, required: true }}, email: string }}\nsteps: [ {{ name: s, sql: SELECT customer_id FROM c }} ]\noutputs: {{ s: {{ from: s }} }}\n"),
         );
-        let r = segflow(
-            &["run", p.to_str().expect("utf8"), "--period", "2025"],
-            s.dir.path(),
-        );
+        let r = run_pipeline(&p, "2025", s.dir.path());
         r.assert_code(1);
         assert!(r.stderr.contains(message), "{}", r.stderr);
         let m = r.manifest();
@@ -237,10 +224,7 @@ fn missing_files_columns_and_short_rows_name_the_file() {
         "p.yaml",
         "pipeline: p\nperiod: year\noutput_dir: out\nsources:\n  c: { path: 'exports/c_*.csv', schema: { customer_id: string, email: string } }\nsteps: [ { name: s, sql: SELECT customer_id FROM c } ]\noutputs: { s: { from: s } }\n",
     );
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(2);
     assert!(
         r.stderr.contains("source `c`: no files match"),
@@ -248,10 +232,7 @@ fn missing_files_columns_and_short_rows_name_the_file() {
         r.stderr
     );
     s.write("exports/c_1.csv", "customer_id,mail\nA,a@x\n");
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(2);
     assert!(
         r.stderr
@@ -260,10 +241,7 @@ fn missing_files_columns_and_short_rows_name_the_file() {
         r.stderr
     );
     s.write("exports/c_1.csv", "customer_id,email\nA,a@x\nB\n");
-    let r = segflow(
-        &["run", p.to_str().expect("utf8"), "--period", "2025"],
-        s.dir.path(),
-    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
     r.assert_code(1);
     assert!(
         r.stderr
