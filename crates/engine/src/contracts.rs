@@ -15,12 +15,12 @@ use crate::error::RunError;
 
 const EXAMPLES: usize = 5;
 
-/// Runs `sql` and returns every value of its first column as text.
-async fn column_values(
+/// Runs `sql` and returns every row as text, one string per column.
+async fn rows_as_text(
     ctx: &SessionContext,
     owner: &str,
     sql: &str,
-) -> Result<Vec<String>, RunError> {
+) -> Result<Vec<Vec<String>>, RunError> {
     let err = |e| RunError::Step {
         step: format!("{owner} (check)"),
         source: Box::new(e),
@@ -34,16 +34,32 @@ async fn column_values(
         .map_err(err)?;
     let mut out = Vec::new();
     for batch in batches {
-        let col = batch.column(0);
         for i in 0..batch.num_rows() {
-            out.push(if col.is_null(i) {
-                "NULL".to_string()
-            } else {
-                array_value_to_string(col, i).map_err(|e| err(e.into()))?
-            });
+            let mut row = Vec::with_capacity(batch.num_columns());
+            for col in batch.columns() {
+                row.push(if col.is_null(i) {
+                    "NULL".to_string()
+                } else {
+                    array_value_to_string(col, i).map_err(|e| err(e.into()))?
+                });
+            }
+            out.push(row);
         }
     }
     Ok(out)
+}
+
+/// The first value of a one-row query, as text.
+async fn single_value(
+    ctx: &SessionContext,
+    owner: &str,
+    sql: &str,
+) -> Result<Option<String>, RunError> {
+    Ok(rows_as_text(ctx, owner, sql)
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next()))
 }
 
 /// Count and first example keys of a query returning one `key` column of failing rows.
@@ -52,19 +68,24 @@ async fn failing(
     owner: &str,
     keys_sql: &str,
 ) -> Result<(u64, Vec<String>), RunError> {
-    let count = column_values(
+    // One pass: the total rides along on each of the (at most EXAMPLES) sorted rows.
+    let rows = rows_as_text(
         ctx,
         owner,
-        &format!("SELECT count(*) FROM ({keys_sql}) AS f"),
+        &format!(
+            "SELECT key, count(*) OVER () AS n FROM ({keys_sql}) AS f ORDER BY key LIMIT {EXAMPLES}"
+        ),
     )
     .await?;
-    let n = count.first().and_then(|c| c.parse().ok()).unwrap_or(0);
-    let examples = column_values(
-        ctx,
-        owner,
-        &format!("SELECT key FROM ({keys_sql}) AS f ORDER BY key LIMIT {EXAMPLES}"),
-    )
-    .await?;
+    let n = rows
+        .first()
+        .and_then(|r| r.get(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let examples = rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next())
+        .collect();
     Ok((n, examples))
 }
 
@@ -199,13 +220,13 @@ async fn evaluate_one(
                 c = quote_ident(column),
             );
             let (n, examples) = failing(ctx, owner, &sql).await?;
-            let total = column_values(
+            let total = single_value(
                 ctx,
                 owner,
                 &format!("SELECT count({}) FROM {table}", quote_ident(column)),
             )
             .await?;
-            let total: u64 = total.first().and_then(|t| t.parse().ok()).unwrap_or(0);
+            let total: u64 = total.and_then(|t| t.parse().ok()).unwrap_or(0);
             let share = if total == 0 {
                 0.0
             } else {
@@ -280,7 +301,7 @@ async fn evaluate_one(
             column,
             max_age_days,
         } => {
-            let latest = column_values(
+            let latest = single_value(
                 ctx,
                 owner,
                 &format!(
@@ -289,9 +310,7 @@ async fn evaluate_one(
                 ),
             )
             .await?;
-            let latest = latest
-                .first()
-                .and_then(|d| d.parse::<chrono::NaiveDate>().ok());
+            let latest = latest.and_then(|d| d.parse::<chrono::NaiveDate>().ok());
             let oldest_allowed = period.end() - chrono::Days::new(u64::from(*max_age_days));
             let passed = latest.is_some_and(|d| d >= oldest_allowed);
             let shown = latest.map_or_else(|| "no dates".to_string(), |d| format!("latest {d}"));
