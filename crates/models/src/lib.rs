@@ -2,8 +2,12 @@
 //!
 //! A model turns its typed spec (from `segflow-spec`) and the name of its input table into one
 //! `SELECT`. SQL keeps the models readable next to their definitions in DESIGN.md §3 and lets
-//! `segflow explain` show the real plans.
+//! `segflow explain` show the real plans. Models that need an optimizer (clustering, BG/NBD and
+//! Gamma-Gamma) fit in Rust on aggregated columns ([`cluster`], [`clv`]); their parameters go
+//! into the versioned model artifact either way.
 
+pub mod clv;
+pub mod cluster;
 mod pareto;
 mod rfm;
 mod sql;

@@ -1,0 +1,2 @@
+//! Placeholder: filled in by the fit-time benchmark work.
+fn main() {}

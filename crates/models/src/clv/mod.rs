@@ -1,0 +1,1 @@
+//! Customer lifetime value: BG/NBD purchase model and Gamma-Gamma spend model.
