@@ -9,6 +9,9 @@
 #   .venv/  Python venv with DuckDB, pyarrow and openpyxl (scripts/requirements-test.txt): the
 #           tests read segflow's Parquet output back with them, compare against a DuckDB
 #           reference run, and write Excel fixtures the way other tools do.
+#           Plus the data sets of scripts/requirements-data.txt, installed without their
+#           dependencies because only their files are used: the CDNOW purchase sample from
+#           `lifetimes`, against which the CLV models are checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +19,10 @@ if ! .venv/bin/python -c "import duckdb, pyarrow, openpyxl" 2>/dev/null; then
   echo "setting up .venv (duckdb, pyarrow, openpyxl) for reader checks" >&2
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+fi
+if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('lifetimes') is None)" 2>/dev/null; then
+  echo "adding reference data sets to .venv (lifetimes: CDNOW sample)" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r scripts/requirements-data.txt
 fi
 export SEGFLOW_TEST_PYTHON="$PWD/.venv/bin/python"
 

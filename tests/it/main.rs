@@ -3,11 +3,13 @@
 //!
 //! One test binary on purpose: every binary links DataFusion.
 
+mod clustering;
 mod common;
 mod config_errors;
 mod contracts;
 mod extract;
 mod identity;
+mod model_artifacts;
 mod models;
 mod outputs;
 mod privacy;

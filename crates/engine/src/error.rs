@@ -57,6 +57,20 @@ pub enum RunError {
         source: std::io::Error,
     },
 
+    #[error("step `{step}`: {source}")]
+    Artifact {
+        step: String,
+        #[source]
+        source: segflow_models::ArtifactError,
+    },
+    #[error("step `{step}`: cannot fit the model: {message}")]
+    Fit { step: String, message: String },
+    #[error("cannot write model artifact `{path}`: {source}")]
+    ArtifactWrite {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot set up the query engine: {0}")]
     Session(#[source] Box<DataFusionError>),
 }
@@ -73,8 +87,15 @@ pub mod exit {
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::ChecksFailed { .. } | RunError::BadRows { .. } => exit::CHECKS_FAILED,
-            RunError::UnsupportedLocation { .. } | RunError::StepInput { .. } => exit::CONFIG,
+            RunError::ChecksFailed { .. } | RunError::BadRows { .. } | RunError::Fit { .. } => {
+                exit::CHECKS_FAILED
+            }
+            RunError::UnsupportedLocation { .. }
+            | RunError::StepInput { .. }
+            | RunError::Artifact {
+                source: segflow_models::ArtifactError::NotFound { .. },
+                ..
+            } => exit::CONFIG,
             _ => exit::RUNTIME,
         }
     }

@@ -10,6 +10,7 @@ mod compile;
 mod contracts;
 mod error;
 mod identity_step;
+mod models;
 mod plan;
 mod run;
 mod session;

@@ -16,8 +16,8 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, SortExpr, cast};
 use futures::{StreamExt, TryStreamExt};
 use segflow_manifest::{
-    CheckRecord, InputRecord, MANIFEST_VERSION, Manifest, OutputFile, OutputRecord, PeriodInfo,
-    PipelineInfo, RunStatus, StepRecord,
+    CheckRecord, InputRecord, MANIFEST_VERSION, Manifest, ModelRecord, OutputFile, OutputRecord,
+    PeriodInfo, PipelineInfo, RunStatus, StepRecord,
 };
 use segflow_sinks::{StagedTable, partition_dir, write_table};
 use segflow_sources::BadRow;
@@ -111,6 +111,7 @@ pub async fn run(pipeline: &Pipeline, request: &RunRequest) -> RunOutcome {
         steps: Vec::new(),
         outputs: Vec::new(),
         checks: Vec::new(),
+        models: Vec::new(),
         timings: BTreeMap::new(),
     };
     let result = execute(pipeline, request, &run_id, &mut manifest).await;
@@ -209,12 +210,20 @@ async fn execute(
 
     let started = Instant::now();
     let mut registries = Vec::new();
+    let mut fitted_models = Vec::new();
+    let inputs_sha256 = inputs_fingerprint(manifest);
+    let fit_context = crate::models::FitContext {
+        pipeline,
+        period: request.period,
+        pipeline_sha256: &request.pipeline_sha256,
+        inputs_sha256: &inputs_sha256,
+    };
     for name in &pipeline.execution_order {
         let Some(step) = pipeline.step(name) else {
             continue;
         };
         let step_started = Instant::now();
-        let mut parameters = model_parameters(step, request.period);
+        let mut parameters = model_parameters(step);
         let df = match &step.kind {
             StepKind::Identity(spec) => {
                 let path = crate::identity_step::registry_path(pipeline, name)?;
@@ -234,6 +243,23 @@ async fn execute(
                     );
                 }
                 registries.push((path, resolved));
+                df
+            }
+            _ if crate::models::is_model(step) => {
+                let (df, outcome) = crate::models::run_model_step(&ctx, step, &fit_context).await?;
+                parameters = Some(outcome.artifact.parameters.clone());
+                manifest.models.push(ModelRecord {
+                    step: name.clone(),
+                    model: outcome.artifact.model.clone(),
+                    name: outcome.artifact.name.clone(),
+                    mode: outcome.mode.into(),
+                    artifact_period: outcome.artifact.period.clone(),
+                    path: outcome.path.display().to_string(),
+                    sha256: outcome.sha256.clone(),
+                    committed: false,
+                });
+                info!(step = %name, mode = outcome.mode, artifact = %outcome.path.display(), "model");
+                fitted_models.push((manifest.models.len() - 1, outcome));
                 df
             }
             _ => compile_step(&ctx, step, request.period).await?,
@@ -327,7 +353,15 @@ async fn execute(
         table.commit()?;
         record.committed = true;
     }
-    // Identity registries only move forward with a committed run.
+    // Model artifacts and identity registries only move forward with a committed run.
+    for (index, outcome) in &fitted_models {
+        crate::models::commit_artifact(outcome)?;
+        if outcome.pending.is_some()
+            && let Some(record) = manifest.models.get_mut(*index)
+        {
+            record.committed = true;
+        }
+    }
     for (path, resolved) in &registries {
         crate::identity_step::write_registry(path, resolved)?;
     }
@@ -572,6 +606,16 @@ fn quarantine_batch(
     Ok((schema, batch))
 }
 
+/// SHA-256 over the input files' SHA-256s: one value saying "these exact inputs".
+fn inputs_fingerprint(manifest: &Manifest) -> String {
+    let mut inputs = Sha256::new();
+    for input in &manifest.inputs {
+        inputs.update(input.sha256.as_bytes());
+        inputs.update(b"\n");
+    }
+    hex::encode(inputs.finalize())
+}
+
 /// Parquet key/value metadata. Only values that are the same for the same inputs go here (no
 /// run id, no timestamp), so re-runs stay byte-identical; the manifest links files to runs.
 fn file_metadata(
@@ -579,11 +623,6 @@ fn file_metadata(
     request: &RunRequest,
     manifest: &Manifest,
 ) -> Vec<(String, String)> {
-    let mut inputs = Sha256::new();
-    for input in &manifest.inputs {
-        inputs.update(input.sha256.as_bytes());
-        inputs.update(b"\n");
-    }
     vec![
         ("segflow.pipeline".into(), pipeline.name.clone()),
         (
@@ -591,10 +630,7 @@ fn file_metadata(
             request.pipeline_sha256.clone(),
         ),
         ("segflow.period".into(), request.period.to_string()),
-        (
-            "segflow.inputs_sha256".into(),
-            hex::encode(inputs.finalize()),
-        ),
+        ("segflow.inputs_sha256".into(), inputs_fingerprint(manifest)),
         ("segflow.version".into(), env!("CARGO_PKG_VERSION").into()),
     ]
 }

@@ -31,6 +31,9 @@ pub struct Manifest {
     pub steps: Vec<StepRecord>,
     pub outputs: Vec<OutputRecord>,
     pub checks: Vec<CheckRecord>,
+    /// Model artifacts this run fitted (written at commit) or applied.
+    #[serde(default)]
+    pub models: Vec<ModelRecord>,
     /// Seconds spent per phase (`extract`, `transform`, `write`, `commit`).
     pub timings: BTreeMap<String, f64>,
 }
@@ -112,6 +115,24 @@ pub struct OutputFile {
     pub rows: u64,
     pub size: u64,
     pub sha256: String,
+}
+
+/// One model step's artifact: fitted by this run or read by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub step: String,
+    /// Model kind: `rfm`, `pareto`, `kmeans`, …
+    pub model: String,
+    /// The model's name in the artifact store.
+    pub name: String,
+    /// `fit` or `apply`.
+    pub mode: String,
+    /// The period the artifact was fitted on.
+    pub artifact_period: String,
+    pub path: String,
+    pub sha256: String,
+    /// For `fit`: whether the artifact was written (only committed runs write one).
+    pub committed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,12 +6,16 @@
 //! Gamma-Gamma) fit in Rust on aggregated columns ([`cluster`], [`clv`]); their parameters go
 //! into the versioned model artifact either way.
 
+pub mod artifact;
 pub mod clv;
 pub mod cluster;
-mod pareto;
-mod rfm;
+pub mod matrix;
+pub mod lookalike;
+pub mod pareto;
+pub mod potential;
+pub mod rfm;
+pub mod rules;
 mod sql;
 
-pub use pareto::pareto_sql;
-pub use rfm::rfm_sql;
+pub use artifact::{Artifact, ArtifactError};
 pub use sql::{quote_ident, quote_literal};

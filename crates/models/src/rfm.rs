@@ -12,13 +12,160 @@
 //!   values always share a score;
 //! - the segment is the first rule whose `when` holds, over `r`, `f`, `m`, `recency_days`,
 //!   `frequency` and `monetary`.
+//!
+//! Fitting yields cut points per measure (`quantile`: the rule above; `ntile`: the largest value
+//! of each bucket; `cuts`: as given), written to the model artifact. Applying scores with those
+//! cut points — score = 1 + #{c_k < value}, R reversed — so a monthly run reproduces the
+//! yearly definition exactly; only a yearly `ntile` fit itself scores by rank.
 
 use chrono::{Days, Months, NaiveDate};
 use segflow_spec::{
-    FrequencyMeasure, LookbackUnit, MonetaryMeasure, RfmSpec, ScoreMethod, SegmentRule,
+    FrequencyMeasure, Lookback, LookbackUnit, MonetaryMeasure, RfmSpec, ScoreMethod, SegmentRule,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::sql::{quote_ident, quote_literal};
+
+/// Cut points per measure, increasing, `bins - 1` each; compared as DOUBLE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RfmCutPoints {
+    pub recency_days: Vec<f64>,
+    pub frequency: Vec<f64>,
+    pub monetary: Vec<f64>,
+}
+
+/// A named rule as stored in an artifact (`when: null` is the catch-all).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRule {
+    pub name: String,
+    pub when: Option<String>,
+}
+
+impl StoredRule {
+    pub fn from_spec(rules: &[SegmentRule]) -> Vec<Self> {
+        rules
+            .iter()
+            .map(|r| StoredRule {
+                name: r.name.clone(),
+                when: r.when.clone(),
+            })
+            .collect()
+    }
+
+    pub fn to_spec(rules: &[Self]) -> Vec<SegmentRule> {
+        rules
+            .iter()
+            .map(|r| SegmentRule {
+                name: r.name.clone(),
+                when: r.when.clone(),
+                loc: segflow_spec::Location::default(),
+            })
+            .collect()
+    }
+}
+
+/// The fitted RFM model: everything a later run needs to score the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RfmModel {
+    /// `orders` or `purchase_days`.
+    pub frequency: String,
+    /// `sum` or `mean`.
+    pub monetary: String,
+    /// e.g. `3 years`; all history when absent.
+    pub lookback: Option<String>,
+    pub bins: u32,
+    /// How the cut points were found: `ntile`, `quantile` or `cuts`.
+    pub method: String,
+    pub cut_points: RfmCutPoints,
+    pub segments: Vec<StoredRule>,
+}
+
+impl RfmModel {
+    pub fn new(spec: &RfmSpec, cut_points: RfmCutPoints) -> Self {
+        RfmModel {
+            frequency: match spec.frequency {
+                FrequencyMeasure::Orders => "orders",
+                FrequencyMeasure::PurchaseDays => "purchase_days",
+            }
+            .into(),
+            monetary: match spec.monetary {
+                MonetaryMeasure::Sum => "sum",
+                MonetaryMeasure::Mean => "mean",
+            }
+            .into(),
+            lookback: spec.lookback.map(|l| {
+                let unit = match l.unit {
+                    LookbackUnit::Days => "days",
+                    LookbackUnit::Months => "months",
+                    LookbackUnit::Years => "years",
+                };
+                format!("{} {unit}", l.amount)
+            }),
+            bins: spec.bins,
+            method: match spec.method {
+                ScoreMethod::Ntile => "ntile",
+                ScoreMethod::Quantile => "quantile",
+                ScoreMethod::Cuts => "cuts",
+            }
+            .into(),
+            cut_points,
+            segments: StoredRule::from_spec(&spec.segments),
+        }
+    }
+
+    /// `spec` (which names the columns of this run's data) with the model's frozen settings.
+    pub fn frozen_spec(&self, spec: &RfmSpec) -> Result<RfmSpec, String> {
+        let mut frozen = spec.clone();
+        frozen.frequency = match self.frequency.as_str() {
+            "orders" => FrequencyMeasure::Orders,
+            "purchase_days" => FrequencyMeasure::PurchaseDays,
+            other => return Err(format!("unknown frequency measure `{other}`")),
+        };
+        if frozen.frequency == FrequencyMeasure::Orders && frozen.order_id.is_none() {
+            return Err("the model counts orders, but this step names no `order_id` column".into());
+        }
+        frozen.monetary = match self.monetary.as_str() {
+            "sum" => MonetaryMeasure::Sum,
+            "mean" => MonetaryMeasure::Mean,
+            other => return Err(format!("unknown monetary measure `{other}`")),
+        };
+        frozen.lookback = match &self.lookback {
+            None => None,
+            Some(text) => {
+                Some(parse_lookback(text).ok_or_else(|| format!("invalid lookback `{text}`"))?)
+            }
+        };
+        frozen.bins = self.bins;
+        frozen.method = ScoreMethod::Cuts;
+        let expected = self.bins.saturating_sub(1) as usize;
+        let c = &self.cut_points;
+        if [&c.recency_days, &c.frequency, &c.monetary]
+            .iter()
+            .any(|v| v.len() != expected)
+        {
+            return Err(format!(
+                "{} bins need {expected} cut points per measure",
+                self.bins
+            ));
+        }
+        frozen.segments = StoredRule::to_spec(&self.segments);
+        Ok(frozen)
+    }
+}
+
+fn parse_lookback(text: &str) -> Option<Lookback> {
+    let (amount, unit) = text.split_once(' ')?;
+    let unit = match unit {
+        "days" => LookbackUnit::Days,
+        "months" => LookbackUnit::Months,
+        "years" => LookbackUnit::Years,
+        _ => return None,
+    };
+    Some(Lookback {
+        amount: amount.parse().ok()?,
+        unit,
+    })
+}
 
 /// The first day whose orders still count, or `None` without a lookback.
 fn window_start(spec: &RfmSpec, reference: NaiveDate) -> Option<NaiveDate> {
@@ -36,55 +183,8 @@ fn date_literal(d: NaiveDate) -> String {
     format!("DATE '{d}'")
 }
 
-/// `ntile(bins) OVER (ORDER BY measure dir, customer)` as an INT score.
-fn ntile(bins: u32, measure: &str, descending: bool) -> String {
-    let dir = if descending { "DESC" } else { "ASC" };
-    format!("CAST(ntile({bins}) OVER (ORDER BY {measure} {dir}, customer ASC) AS INT)")
-}
-
-/// CTEs holding the quantile cut points of one measure as columns `c1..c{bins-1}`.
-fn cut_points_cte(name: &str, measure: &str, bins: u32) -> String {
-    let picks: Vec<String> = (1..bins)
-        .map(|k| format!("max(CASE WHEN rn = (n * {k} + {bins} - 1) / {bins} THEN v END) AS c{k}"))
-        .collect();
-    format!(
-        "{name}_sorted AS (SELECT {measure} AS v, row_number() OVER (ORDER BY {measure}) AS rn, \
-         count(*) OVER () AS n FROM measured),\n{name} AS (SELECT {} FROM {name}_sorted)",
-        picks.join(", ")
-    )
-}
-
-/// Number of cut points of `cuts` strictly below `measure`.
-fn cuts_below(cuts: &str, measure: &str, bins: u32) -> String {
-    (1..bins)
-        .map(|k| format!("CASE WHEN {measure} > {cuts}.c{k} THEN 1 ELSE 0 END"))
-        .collect::<Vec<_>>()
-        .join(" + ")
-}
-
-/// `CASE WHEN (rule) THEN 'name' … ELSE 'catch-all' END`, or just the catch-all's name.
-fn segment_case(rules: &[SegmentRule]) -> String {
-    let whens: Vec<String> = rules
-        .iter()
-        .filter_map(|r| {
-            r.when
-                .as_ref()
-                .map(|w| format!("WHEN ({w}) THEN {}", quote_literal(&r.name)))
-        })
-        .collect();
-    let otherwise = rules
-        .iter()
-        .find(|r| r.when.is_none())
-        .map_or_else(|| "NULL".to_string(), |r| quote_literal(&r.name));
-    if whens.is_empty() {
-        otherwise
-    } else {
-        format!("CASE {} ELSE {otherwise} END", whens.join(" "))
-    }
-}
-
-/// The full scoring query over table `input`, with `reference` as the analysis date.
-pub fn rfm_sql(spec: &RfmSpec, input: &str, reference: NaiveDate) -> String {
+/// One row per customer: `customer, last_order_date, recency_days, frequency, monetary`.
+pub fn rfm_measure_sql(spec: &RfmSpec, input: &str, reference: NaiveDate) -> String {
     let customer = quote_ident(&spec.customer);
     let date = quote_ident(&spec.date);
     let amount = quote_ident(&spec.amount);
@@ -109,51 +209,152 @@ pub fn rfm_sql(spec: &RfmSpec, input: &str, reference: NaiveDate) -> String {
         MonetaryMeasure::Mean => "sum(amount) / {frequency}",
     }
     .replace("{frequency}", frequency);
-    let bins = spec.bins;
-    let (cut_ctes, scores, joins) = match spec.method {
-        ScoreMethod::Ntile => (
-            String::new(),
-            format!(
-                "{} AS r_score, {} AS f_score, {} AS m_score",
-                ntile(bins, "recency_days", true),
-                ntile(bins, "frequency", false),
-                ntile(bins, "monetary", false),
-            ),
-            String::new(),
-        ),
-        ScoreMethod::Quantile => (
-            format!(
-                ",\n{},\n{},\n{}",
-                cut_points_cte("r_cuts", "recency_days", bins),
-                cut_points_cte("f_cuts", "frequency", bins),
-                cut_points_cte("m_cuts", "monetary", bins),
-            ),
-            format!(
-                "CAST({bins} - ({}) AS INT) AS r_score, CAST(1 + {} AS INT) AS f_score, CAST(1 + {} AS INT) AS m_score",
-                cuts_below("r_cuts", "recency_days", bins),
-                cuts_below("f_cuts", "frequency", bins),
-                cuts_below("m_cuts", "monetary", bins),
-            ),
-            " CROSS JOIN r_cuts CROSS JOIN f_cuts CROSS JOIN m_cuts".to_string(),
-        ),
-    };
-    let segment = segment_case(&spec.segments);
     format!(
         "WITH base AS (
   SELECT {customer} AS customer, CAST({date} AS DATE) AS order_date, {order_id} AS order_id, {amount} AS amount
   FROM {input}
   WHERE {filters}
-),
-measured AS (
-  SELECT customer, max(order_date) AS last_order_date,
-    CAST(arrow_cast({reference}, 'Int32') AS BIGINT) - CAST(arrow_cast(max(order_date), 'Int32') AS BIGINT) AS recency_days,
-    {frequency} AS frequency,
-    {monetary} AS monetary
-  FROM base GROUP BY customer
-){cut_ctes},
-scored AS (
-  SELECT measured.*, {scores}
-  FROM measured{joins}
+)
+SELECT customer, max(order_date) AS last_order_date,
+  CAST(arrow_cast({reference}, 'Int32') AS BIGINT) - CAST(arrow_cast(max(order_date), 'Int32') AS BIGINT) AS recency_days,
+  {frequency} AS frequency,
+  {monetary} AS monetary
+FROM base GROUP BY customer",
+        input = quote_ident(input),
+        filters = filters.join(" AND "),
+        reference = date_literal(reference),
+    )
+}
+
+/// `ntile(bins) OVER (ORDER BY measure dir, customer)` as an INT score.
+fn ntile(bins: u32, measure: &str, descending: bool) -> String {
+    let dir = if descending { "DESC" } else { "ASC" };
+    format!("CAST(ntile({bins}) OVER (ORDER BY {measure} {dir}, customer ASC) AS INT)")
+}
+
+/// Number of `cuts` strictly below `measure`, as SQL.
+fn cuts_below(measure: &str, cuts: &[f64]) -> String {
+    if cuts.is_empty() {
+        return "0".into();
+    }
+    cuts.iter()
+        .map(|c| {
+            format!(
+                "CASE WHEN CAST({measure} AS DOUBLE) > {} THEN 1 ELSE 0 END",
+                double(*c)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// A DOUBLE literal that reads back as the same f64.
+pub(crate) fn double(v: f64) -> String {
+    format!("CAST({v:?} AS DOUBLE)")
+}
+
+/// How a fit or an apply turns measures into scores.
+#[derive(Debug)]
+pub enum Scoring<'a> {
+    /// Equal-size buckets by rank (a yearly `ntile` fit).
+    Ntile,
+    /// Frozen or declared cut points.
+    Cuts(&'a RfmCutPoints),
+}
+
+/// The cut points of a fit as one row `r1.., f1.., m1..` (DOUBLE) over the `measured` table,
+/// for `ntile` and `quantile`.
+pub fn rfm_cut_points_sql(method: ScoreMethod, bins: u32, measured: &str) -> String {
+    let measured = quote_ident(measured);
+    let measures = [("r", "recency_days"), ("f", "frequency"), ("m", "monetary")];
+    match method {
+        ScoreMethod::Ntile | ScoreMethod::Cuts => {
+            // The largest value in each score bucket; R's buckets run from the most days down.
+            let picks: Vec<String> = measures
+                .iter()
+                .flat_map(|(p, m)| {
+                    (1..bins).map(move |k| {
+                        let bucket = if *p == "r" { bins + 1 - k } else { k };
+                        format!("max(CASE WHEN {p}_score = {bucket} THEN CAST({m} AS DOUBLE) END) AS {p}{k}")
+                    })
+                })
+                .collect();
+            format!(
+                "WITH scored AS (SELECT *, {r} AS r_score, {f} AS f_score, {m} AS m_score FROM {measured})
+SELECT {} FROM scored",
+                picks.join(", "),
+                r = ntile(bins, "recency_days", true),
+                f = ntile(bins, "frequency", false),
+                m = ntile(bins, "monetary", false),
+            )
+        }
+        ScoreMethod::Quantile => {
+            // c_k = the value at rank ceil(k·N/bins), ascending.
+            let ranked: Vec<String> = measures
+                .iter()
+                .map(|(p, m)| format!("row_number() OVER (ORDER BY {m}) AS {p}_rn"))
+                .collect();
+            let picks: Vec<String> = measures
+                .iter()
+                .flat_map(|(p, m)| {
+                    (1..bins).map(move |k| {
+                        format!("max(CASE WHEN {p}_rn = (n * {k} + {bins} - 1) / {bins} THEN CAST({m} AS DOUBLE) END) AS {p}{k}")
+                    })
+                })
+                .collect();
+            format!(
+                "WITH ranked AS (SELECT *, {}, count(*) OVER () AS n FROM {measured})
+SELECT {} FROM ranked",
+                ranked.join(", "),
+                picks.join(", ")
+            )
+        }
+    }
+}
+
+/// `CASE WHEN (rule) THEN 'name' … ELSE 'catch-all' END`, or just the catch-all's name.
+pub(crate) fn segment_case(rules: &[SegmentRule]) -> String {
+    let whens: Vec<String> = rules
+        .iter()
+        .filter_map(|r| {
+            r.when
+                .as_ref()
+                .map(|w| format!("WHEN ({w}) THEN {}", quote_literal(&r.name)))
+        })
+        .collect();
+    let otherwise = rules
+        .iter()
+        .find(|r| r.when.is_none())
+        .map_or_else(|| "NULL".to_string(), |r| quote_literal(&r.name));
+    if whens.is_empty() {
+        otherwise
+    } else {
+        format!("CASE {} ELSE {otherwise} END", whens.join(" "))
+    }
+}
+
+/// Scores and segments over the `measured` table (from [`rfm_measure_sql`]).
+pub fn rfm_score_sql(spec: &RfmSpec, measured: &str, scoring: &Scoring<'_>) -> String {
+    let bins = spec.bins;
+    let scores = match scoring {
+        Scoring::Ntile => format!(
+            "{} AS r_score, {} AS f_score, {} AS m_score",
+            ntile(bins, "recency_days", true),
+            ntile(bins, "frequency", false),
+            ntile(bins, "monetary", false),
+        ),
+        Scoring::Cuts(c) => format!(
+            "CAST({bins} - ({}) AS INT) AS r_score, CAST(1 + {} AS INT) AS f_score, CAST(1 + {} AS INT) AS m_score",
+            cuts_below("recency_days", &c.recency_days),
+            cuts_below("frequency", &c.frequency),
+            cuts_below("monetary", &c.monetary),
+        ),
+    };
+    let segment = segment_case(&spec.segments);
+    format!(
+        "WITH scored AS (
+  SELECT m.*, {scores}
+  FROM {measured} AS m
 ),
 named AS (
   SELECT scored.*, r_score AS r, f_score AS f, m_score AS m FROM scored
@@ -163,9 +364,8 @@ SELECT customer AS {customer}, last_order_date, recency_days, frequency, monetar
   concat(CAST(r_score AS VARCHAR), CAST(f_score AS VARCHAR), CAST(m_score AS VARCHAR)) AS rfm_code,
   {segment} AS segment
 FROM named",
-        input = quote_ident(input),
-        filters = filters.join(" AND "),
-        reference = date_literal(reference),
+        customer = quote_ident(&spec.customer),
+        measured = quote_ident(measured),
     )
 }
 
@@ -185,6 +385,7 @@ mod tests {
             monetary: MonetaryMeasure::Sum,
             bins: 5,
             method: ScoreMethod::Ntile,
+            cuts: None,
             lookback,
             reference_date: None,
             segments: vec![],
@@ -221,9 +422,39 @@ mod tests {
 
     #[test]
     fn quantile_cut_points_use_integer_ceiling_ranks() {
-        let cte = cut_points_cte("f_cuts", "frequency", 3);
-        assert!(cte.contains("rn = (n * 1 + 3 - 1) / 3 THEN v END) AS c1"));
-        assert!(cte.contains("rn = (n * 2 + 3 - 1) / 3 THEN v END) AS c2"));
-        assert!(!cte.contains("c3"));
+        let sql = rfm_cut_points_sql(ScoreMethod::Quantile, 3, "measured");
+        assert!(
+            sql.contains("f_rn = (n * 1 + 3 - 1) / 3 THEN CAST(frequency AS DOUBLE) END) AS f1")
+        );
+        assert!(
+            sql.contains("f_rn = (n * 2 + 3 - 1) / 3 THEN CAST(frequency AS DOUBLE) END) AS f2")
+        );
+        assert!(!sql.contains("f3"));
+    }
+
+    #[test]
+    fn a_model_round_trips_through_its_frozen_spec() {
+        let mut fitted = spec(Some(Lookback {
+            amount: 3,
+            unit: LookbackUnit::Years,
+        }));
+        fitted.bins = 3;
+        fitted.monetary = MonetaryMeasure::Mean;
+        let cuts = RfmCutPoints {
+            recency_days: vec![30.0, 90.0],
+            frequency: vec![1.0, 3.0],
+            monetary: vec![50.5, 200.0],
+        };
+        let model = RfmModel::new(&fitted, cuts);
+        let mut monthly = spec(None);
+        monthly.customer = "cust".into();
+        let frozen = model.frozen_spec(&monthly).expect("frozen");
+        assert_eq!(frozen.customer, "cust");
+        assert_eq!(frozen.bins, 3);
+        assert_eq!(frozen.monetary, MonetaryMeasure::Mean);
+        assert_eq!(frozen.lookback, fitted.lookback);
+        let mut broken = model.clone();
+        broken.cut_points.frequency.push(9.0);
+        assert!(broken.frozen_spec(&monthly).is_err());
     }
 }

@@ -2,15 +2,14 @@
 
 use std::path::Path;
 
-use chrono::NaiveDate;
-
+use crate::decode_models as models;
 use crate::diagnostic::{Diagnostic, Spanned};
+use crate::models::{ModelMode, ModelsOptions};
 use crate::period::Grain;
 use crate::pipeline::{
     Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions, Format,
-    FrequencyMeasure, IdentityInput, IdentitySpec, Lookback, LookbackUnit, MonetaryMeasure,
-    OnBadRow, Output, ParetoSpec, Pii, RfmSpec, SchemaDrift, ScoreMethod, SegmentRule, Severity,
-    Source, SqlStep, Step, StepKind, TextEncoding,
+    IdentityInput, IdentitySpec, OnBadRow, Output, Pii, SchemaDrift, Severity, Source, SqlStep,
+    Step, StepKind, TextEncoding,
 };
 use crate::yaml::{self, Ctx, Map, Node, loc};
 
@@ -21,6 +20,7 @@ pub(crate) struct Decoded {
     pub grain: Option<Grain>,
     pub grain_loc: crate::diagnostic::Location,
     pub output_dir: Option<String>,
+    pub models: ModelsOptions,
     pub engine: EngineOptions,
     pub pii_key_env: Option<String>,
     pub sources: Vec<Source>,
@@ -35,6 +35,10 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
         grain: None,
         grain_loc: crate::diagnostic::Location::new(1, 1),
         output_dir: None,
+        models: ModelsOptions {
+            dir: String::new(),
+            mode: ModelMode::Auto,
+        },
         engine: EngineOptions::default(),
         pii_key_env: None,
         sources: Vec::new(),
@@ -101,6 +105,14 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
                 .extend(output(ctx, name, node, &path, &output_dir, base_dir));
         }
     }
+    let models_dir = format!("{}/models", output_dir.trim_end_matches('/'));
+    out.models = match top.get("models") {
+        Some((n, p)) => models::models_options(ctx, n, &p, base_dir, models_dir),
+        None => ModelsOptions {
+            dir: models_dir,
+            mode: ModelMode::Auto,
+        },
+    };
     top.finish(ctx);
     check_pii_key(ctx, &out, key_loc);
     out.output_dir = Some(output_dir);
@@ -496,6 +508,7 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
         .and_then(|(n, p)| yaml::name(ctx, n, &p));
     let has_sql = m.has("sql");
     let has_model = m.has("model");
+    let mut artifact = None;
     let kind = match (has_sql, has_model) {
         (true, true) => {
             ctx.error(m.loc, path, "a step has either `sql` or `model`, not both");
@@ -504,7 +517,7 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
         (false, false) => {
             ctx.push(
                 Diagnostic::new(m.loc, path, "a step needs `sql` or `model`")
-                    .with_hint("write `sql: SELECT ...` or `model: rfm` / `model: pareto`"),
+                    .with_hint("write `sql: SELECT ...` or `model: rfm` (or pareto, matrix, rules, kmeans, kprototypes, clv, lookalike, potential, identity)"),
             );
             None
         }
@@ -522,6 +535,13 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
             enum Model {
                 Rfm,
                 Pareto,
+                Matrix,
+                Rules,
+                Kmeans,
+                Kprototypes,
+                Clv,
+                Lookalike,
+                Potential,
                 Identity,
             }
             let model = m.get("model").and_then(|(n, p)| {
@@ -532,13 +552,34 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
                     &[
                         ("rfm", Model::Rfm),
                         ("pareto", Model::Pareto),
+                        ("matrix", Model::Matrix),
+                        ("rules", Model::Rules),
+                        ("kmeans", Model::Kmeans),
+                        ("kprototypes", Model::Kprototypes),
+                        ("clv", Model::Clv),
+                        ("lookalike", Model::Lookalike),
+                        ("potential", Model::Potential),
                         ("identity", Model::Identity),
                     ],
                 )
             });
+            if !matches!(model, Some(Model::Identity) | None)
+                && let Some(name) = &name
+            {
+                artifact = Some(models::artifact_ref(ctx, &mut m, &name.value));
+            }
             match model {
-                Some(Model::Rfm) => rfm(ctx, &mut m).map(StepKind::Rfm),
-                Some(Model::Pareto) => pareto(ctx, &mut m).map(StepKind::Pareto),
+                Some(Model::Rfm) => models::rfm(ctx, &mut m).map(StepKind::Rfm),
+                Some(Model::Pareto) => models::pareto(ctx, &mut m).map(StepKind::Pareto),
+                Some(Model::Matrix) => models::matrix(ctx, &mut m).map(StepKind::Matrix),
+                Some(Model::Rules) => models::rules(ctx, &mut m).map(StepKind::Rules),
+                Some(Model::Kmeans) => models::cluster(ctx, &mut m, false).map(StepKind::Cluster),
+                Some(Model::Kprototypes) => {
+                    models::cluster(ctx, &mut m, true).map(StepKind::Cluster)
+                }
+                Some(Model::Clv) => models::clv(ctx, &mut m).map(StepKind::Clv),
+                Some(Model::Lookalike) => models::lookalike(ctx, &mut m).map(StepKind::Lookalike),
+                Some(Model::Potential) => models::potential(ctx, &mut m).map(StepKind::Potential),
                 Some(Model::Identity) => identity(ctx, &mut m).map(StepKind::Identity),
                 None => None,
             }
@@ -553,243 +594,7 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
         name: name?,
         kind: kind?,
         checks,
-    })
-}
-
-/// A column name with a default.
-fn column(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>, key: &'static str, default: &str) -> String {
-    m.get(key)
-        .and_then(|(n, p)| yaml::name(ctx, n, &p))
-        .map_or_else(|| default.to_string(), |s| s.value)
-}
-
-fn lookback(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Lookback> {
-    let text = yaml::string(ctx, node, path)?;
-    let mut parts = text.value.split_whitespace();
-    let parsed = match (
-        parts.next().map(str::parse::<u32>),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some(Ok(amount)), Some(unit), None) if amount > 0 => match unit.trim_end_matches('s') {
-            "day" => Some(LookbackUnit::Days),
-            "month" => Some(LookbackUnit::Months),
-            "year" => Some(LookbackUnit::Years),
-            _ => None,
-        }
-        .map(|unit| Lookback { amount, unit }),
-        _ => None,
-    };
-    if parsed.is_none() {
-        ctx.push(
-            Diagnostic::new(text.loc, path, format!("invalid lookback `{}`", text.value))
-                .with_hint("write a positive count and a unit: `365 days`, `24 months`, `3 years`"),
-        );
-    }
-    parsed
-}
-
-fn segments(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<SegmentRule> {
-    let Some(items) = yaml::seq(ctx, node, path) else {
-        return Vec::new();
-    };
-    let mut rules = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let p = format!("{path}[{i}]");
-        let Some(mut r) = yaml::map(ctx, item, &p) else {
-            continue;
-        };
-        let name = r
-            .required(ctx, "name")
-            .and_then(|(n, p)| yaml::string(ctx, n, &p));
-        // `when: true` (the YAML boolean) or no `when` at all marks the catch-all.
-        let when = match r.get("when") {
-            None => Some(None),
-            Some((n, _))
-                if matches!(
-                    n.data,
-                    saphyr::YamlData::Value(saphyr::Scalar::Boolean(true))
-                ) =>
-            {
-                Some(None)
-            }
-            Some((n, p)) => yaml::sql(ctx, n, &p).map(|s| Some(s.value)),
-        };
-        r.finish(ctx);
-        if let (Some(name), Some(when)) = (name, when) {
-            rules.push(SegmentRule {
-                name: name.value,
-                when,
-                loc: loc(item),
-            });
-        }
-    }
-    let catch_all: Vec<usize> = rules
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.when.is_none())
-        .map(|(i, _)| i)
-        .collect();
-    match catch_all.as_slice() {
-        [i] if *i + 1 == rules.len() => {}
-        [] if !rules.is_empty() => ctx.push(
-            Diagnostic::new(loc(node), path, "the last segment rule must be a catch-all")
-                .with_hint("end the list with `- { name: Others, when: true }` so every customer gets a segment"),
-        ),
-        [] => ctx.error(loc(node), path, "at least one segment rule is needed"),
-        _ => {
-            let first = rules[catch_all[0]].loc;
-            ctx.push(
-                Diagnostic::new(first, path, "only the last segment rule may be a catch-all")
-                    .with_hint("rules after a catch-all could never match"),
-            );
-        }
-    }
-    rules
-}
-
-fn rfm(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RfmSpec> {
-    let input = m
-        .required(ctx, "input")
-        .and_then(|(n, p)| yaml::name(ctx, n, &p));
-    let customer = column(ctx, m, "customer", "customer_id");
-    let date = column(ctx, m, "date", "order_date");
-    let order_id = m
-        .get("order_id")
-        .and_then(|(n, p)| yaml::name(ctx, n, &p))
-        .map(|s| s.value);
-    let amount = column(ctx, m, "amount", "amount");
-    let default_frequency = if order_id.is_some() {
-        FrequencyMeasure::Orders
-    } else {
-        FrequencyMeasure::PurchaseDays
-    };
-    let frequency = m
-        .get("frequency")
-        .and_then(|(n, p)| {
-            yaml::choice(
-                ctx,
-                n,
-                &p,
-                &[
-                    ("orders", FrequencyMeasure::Orders),
-                    ("purchase_days", FrequencyMeasure::PurchaseDays),
-                ],
-            )
-        })
-        .unwrap_or(default_frequency);
-    if frequency == FrequencyMeasure::Orders && order_id.is_none() {
-        ctx.push(
-            Diagnostic::new(m.loc, &m.path, "`frequency: orders` needs `order_id`")
-                .with_hint("name the order id column, or use `frequency: purchase_days`"),
-        );
-    }
-    let monetary = m
-        .get("monetary")
-        .and_then(|(n, p)| {
-            yaml::choice(
-                ctx,
-                n,
-                &p,
-                &[
-                    ("sum", MonetaryMeasure::Sum),
-                    ("mean", MonetaryMeasure::Mean),
-                ],
-            )
-        })
-        .unwrap_or(MonetaryMeasure::Sum);
-    let (mut bins, mut method) = (5, ScoreMethod::Ntile);
-    if let Some((n, p)) = m.get("scores")
-        && let Some(mut s) = yaml::map(ctx, n, &p)
-    {
-        if let Some((n, p)) = s.get("bins") {
-            bins = yaml::integer(ctx, n, &p, 2..=10).map_or(5, |b| b as u32);
-        }
-        if let Some((n, p)) = s.get("method") {
-            method = yaml::choice(
-                ctx,
-                n,
-                &p,
-                &[
-                    ("ntile", ScoreMethod::Ntile),
-                    ("quantile", ScoreMethod::Quantile),
-                ],
-            )
-            .unwrap_or(ScoreMethod::Ntile);
-        }
-        s.finish(ctx);
-    }
-    let lookback = m.get("lookback").and_then(|(n, p)| lookback(ctx, n, &p));
-    let reference_date = m.get("reference_date").and_then(|(n, p)| {
-        let text = yaml::string(ctx, n, &p)?;
-        let parsed = NaiveDate::parse_from_str(&text.value, "%Y-%m-%d").ok();
-        if parsed.is_none() {
-            ctx.error(
-                text.loc,
-                &p,
-                format!("invalid date `{}`: expected YYYY-MM-DD", text.value),
-            );
-        }
-        parsed
-    });
-    let segments = m
-        .required(ctx, "segments")
-        .map(|(n, p)| segments(ctx, n, &p))
-        .unwrap_or_default();
-    Some(RfmSpec {
-        input: input?,
-        customer,
-        date,
-        order_id,
-        amount,
-        frequency,
-        monetary,
-        bins,
-        method,
-        lookback,
-        reference_date,
-        segments,
-    })
-}
-
-fn pareto(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<ParetoSpec> {
-    let input = m
-        .required(ctx, "input")
-        .and_then(|(n, p)| yaml::name(ctx, n, &p));
-    let customer = column(ctx, m, "customer", "customer_id");
-    let value = m
-        .required(ctx, "value")
-        .and_then(|(n, p)| yaml::name(ctx, n, &p));
-    let rest = column(ctx, m, "rest", "C");
-    let mut tiers = vec![("A".to_string(), 0.80), ("B".to_string(), 0.95)];
-    if let Some((n, p)) = m.get("tiers")
-        && let Some(mut t) = yaml::map(ctx, n, &p)
-    {
-        tiers.clear();
-        let mut previous = 0.0;
-        for (tier, node, tier_path) in t.named_entries() {
-            let Some(bound) = yaml::number(ctx, node, &tier_path) else {
-                continue;
-            };
-            if !(bound > previous && bound < 1.0) {
-                ctx.push(
-                    Diagnostic::new(loc(node), &tier_path, format!("tier bound {bound} must be above {previous} and below 1"))
-                        .with_hint("bounds are cumulative value shares in increasing order, e.g. `{ A: 0.80, B: 0.95 }`"),
-                );
-            }
-            previous = bound;
-            tiers.push((tier.value, bound));
-        }
-        if tiers.is_empty() {
-            ctx.error(t.loc, &p, "at least one tier is needed");
-        }
-    }
-    Some(ParetoSpec {
-        input: input?,
-        customer,
-        value: value?.value,
-        tiers,
-        rest,
+        artifact,
     })
 }
 

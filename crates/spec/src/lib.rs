@@ -9,7 +9,9 @@
 //! `file:line:col`, the key path and a hint.
 
 mod decode;
+mod decode_models;
 mod diagnostic;
+mod models;
 mod period;
 mod pipeline;
 mod sql_refs;
@@ -22,12 +24,17 @@ use std::path::Path;
 use saphyr::LoadableYamlNode;
 
 pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
+pub use models::{
+    ArtifactRef, Axis, ClusterSpec, ClvSpec, FrequencyMeasure, LookalikeMethod, LookalikeSpec,
+    Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions, MonetaryMeasure, ParetoSpec,
+    PotentialSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split, TierBasis,
+    TimeUnit,
+};
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{
     Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions, Format,
-    FrequencyMeasure, IdentityInput, IdentitySpec, Lookback, LookbackUnit, MonetaryMeasure,
-    OnBadRow, Output, ParetoSpec, Pii, Pipeline, RfmSpec, SchemaDrift, ScoreMethod, SegmentRule,
-    Severity, Source, SqlStep, Step, StepKind, TextEncoding,
+    IdentityInput, IdentitySpec, OnBadRow, Output, Pii, Pipeline, SchemaDrift, Severity, Source,
+    SqlStep, Step, StepKind, TextEncoding,
 };
 pub use vars::{Mode, Variables};
 
@@ -118,6 +125,7 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
         description: pipeline.description,
         grain: pipeline.grain.unwrap_or(Grain::Year),
         output_dir: pipeline.output_dir.unwrap_or_default(),
+        models: pipeline.models,
         engine: pipeline.engine,
         pii_key_env: pipeline.pii_key_env,
         sources: pipeline.sources,

@@ -4,9 +4,11 @@
 
 use std::path::PathBuf;
 
-use chrono::NaiveDate;
-
 use crate::diagnostic::{Location, Spanned};
+use crate::models::{
+    ArtifactRef, ClusterSpec, ClvSpec, LookalikeSpec, MatrixSpec, ModelsOptions, ParetoSpec,
+    PotentialSpec, RfmSpec, RulesSpec,
+};
 use crate::period::Grain;
 
 /// A validated pipeline, ready to be compiled into DataFusion plans.
@@ -15,8 +17,10 @@ pub struct Pipeline {
     pub name: String,
     pub description: Option<String>,
     pub grain: Grain,
-    /// Root for outputs without an explicit `path`, run manifests and (later) model artifacts.
+    /// Root for outputs without an explicit `path` and for run manifests.
     pub output_dir: String,
+    /// Where model artifacts live and whether this pipeline fits or applies them.
+    pub models: ModelsOptions,
     pub engine: EngineOptions,
     /// Environment variable holding the key for `pii: hash` columns (never the key itself).
     pub pii_key_env: Option<String>,
@@ -228,6 +232,8 @@ pub struct Step {
     pub name: Spanned<String>,
     pub kind: StepKind,
     pub checks: Vec<Check>,
+    /// Model steps only: the artifact this step fits or applies.
+    pub artifact: Option<ArtifactRef>,
 }
 
 impl Step {
@@ -237,6 +243,12 @@ impl Step {
             StepKind::Sql(s) => s.reads.iter().collect(),
             StepKind::Rfm(m) => vec![&m.input],
             StepKind::Pareto(m) => vec![&m.input],
+            StepKind::Matrix(m) => vec![&m.input],
+            StepKind::Rules(m) => vec![&m.input],
+            StepKind::Cluster(m) => vec![&m.input],
+            StepKind::Clv(m) => vec![&m.input],
+            StepKind::Lookalike(m) => vec![&m.customers, &m.prospects],
+            StepKind::Potential(m) => vec![&m.customers, &m.market],
             StepKind::Identity(m) => m.inputs.iter().map(|i| &i.from).collect(),
         }
     }
@@ -246,6 +258,13 @@ impl Step {
             StepKind::Sql(_) => "sql",
             StepKind::Rfm(_) => "rfm",
             StepKind::Pareto(_) => "pareto",
+            StepKind::Matrix(_) => "matrix",
+            StepKind::Rules(_) => "rules",
+            StepKind::Cluster(m) if m.categorical.is_empty() => "kmeans",
+            StepKind::Cluster(_) => "kprototypes",
+            StepKind::Clv(_) => "clv",
+            StepKind::Lookalike(_) => "lookalike",
+            StepKind::Potential(_) => "potential",
             StepKind::Identity(_) => "identity",
         }
     }
@@ -256,6 +275,12 @@ pub enum StepKind {
     Sql(SqlStep),
     Rfm(RfmSpec),
     Pareto(ParetoSpec),
+    Matrix(MatrixSpec),
+    Rules(RulesSpec),
+    Cluster(ClusterSpec),
+    Clv(ClvSpec),
+    Lookalike(LookalikeSpec),
+    Potential(PotentialSpec),
     Identity(IdentitySpec),
 }
 
@@ -287,85 +312,6 @@ pub struct SqlStep {
     pub sql: Spanned<String>,
     /// Table names the query reads, found by parsing it (CTE names excluded).
     pub reads: Vec<Spanned<String>>,
-}
-
-/// How RFM scores are assigned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScoreMethod {
-    /// Equal-size buckets by rank; ties broken by customer id so the result is deterministic.
-    Ntile,
-    /// Cut points on the values; equal values always share a score.
-    Quantile,
-}
-
-/// How F is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrequencyMeasure {
-    /// Distinct order ids.
-    Orders,
-    /// Distinct days with at least one order (for exports without order ids).
-    PurchaseDays,
-}
-
-/// How M aggregates order amounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MonetaryMeasure {
-    Sum,
-    Mean,
-}
-
-/// An interval such as `3 years`, counted back from the reference date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lookback {
-    pub amount: u32,
-    pub unit: LookbackUnit,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LookbackUnit {
-    Days,
-    Months,
-    Years,
-}
-
-/// A named segment: the first rule whose `when` holds names the row; `when: None` is the
-/// mandatory catch-all and must come last.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentRule {
-    pub name: String,
-    pub when: Option<String>,
-    pub loc: Location,
-}
-
-/// Recency, frequency and monetary scores computed from an order table.
-#[derive(Debug, Clone)]
-pub struct RfmSpec {
-    pub input: Spanned<String>,
-    pub customer: String,
-    pub date: String,
-    pub order_id: Option<String>,
-    pub amount: String,
-    pub frequency: FrequencyMeasure,
-    pub monetary: MonetaryMeasure,
-    pub bins: u32,
-    pub method: ScoreMethod,
-    /// Only orders in `[reference_date - lookback, reference_date)` count; all before it if `None`.
-    pub lookback: Option<Lookback>,
-    /// Defaults to the period end.
-    pub reference_date: Option<NaiveDate>,
-    pub segments: Vec<SegmentRule>,
-}
-
-/// Pareto/ABC value tiers by cumulative share of value.
-#[derive(Debug, Clone)]
-pub struct ParetoSpec {
-    pub input: Spanned<String>,
-    pub customer: String,
-    pub value: String,
-    /// `(tier, upper bound of the cumulative share before the customer)`, increasing.
-    pub tiers: Vec<(String, f64)>,
-    /// The tier of everything past the last bound.
-    pub rest: String,
 }
 
 /// A table written as Parquet, one hive-style partition per period.

@@ -69,8 +69,9 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
                     format!("invalid SQL: {}", e.message),
                 ),
             },
-            StepKind::Rfm(m) => {
-                for rule in &m.segments {
+            StepKind::Rfm(crate::models::RfmSpec { segments, .. })
+            | StepKind::Rules(crate::models::RulesSpec { segments, .. }) => {
+                for rule in segments.iter() {
                     if let Some(when) = &rule.when
                         && let Err(e) = sql_refs::check_expression(when)
                     {
@@ -85,7 +86,33 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
                     }
                 }
             }
-            StepKind::Pareto(_) | StepKind::Identity(_) => {}
+            StepKind::Matrix(m) => {
+                for axis in [&m.x, &m.y] {
+                    if let Err(e) = sql_refs::check_expression(&axis.expr) {
+                        ctx.error(
+                            m.input.loc,
+                            &format!("{path}.{}", axis.name),
+                            format!("invalid expression `{}`: {}", axis.expr, e.message),
+                        );
+                    }
+                }
+            }
+            StepKind::Clv(m) => {
+                if let Some(margin) = &m.margin
+                    && let Err(e) = sql_refs::check_expression(margin)
+                {
+                    ctx.error(
+                        m.input.loc,
+                        &format!("{path}.margin"),
+                        format!("invalid expression `{margin}`: {}", e.message),
+                    );
+                }
+            }
+            StepKind::Pareto(_)
+            | StepKind::Cluster(_)
+            | StepKind::Lookalike(_)
+            | StepKind::Potential(_)
+            | StepKind::Identity(_) => {}
         }
     }
 

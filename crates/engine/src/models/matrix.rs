@@ -1,0 +1,78 @@
+//! Value × loyalty matrix: axis values, frozen splits, four cells.
+
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionContext;
+use segflow_models::matrix::{
+    AxisModel, MatrixModel, matrix_apply_sql, matrix_splits_sql, matrix_values_sql, split_name,
+};
+use segflow_spec::MatrixSpec;
+
+use super::{Fitted, fit_err, materialize_as, query, scratch, single_row};
+use crate::compile::require_columns;
+use crate::error::RunError;
+
+async fn values(
+    ctx: &SessionContext,
+    step: &str,
+    spec: &MatrixSpec,
+) -> Result<(String, u64), RunError> {
+    require_columns(ctx, step, &spec.input.value, &[spec.key.as_str()]).await?;
+    let table = scratch(step, "values");
+    let rows = materialize_as(
+        ctx,
+        step,
+        &table,
+        &matrix_values_sql(spec, &spec.input.value),
+    )
+    .await?;
+    Ok((table, rows))
+}
+
+pub(super) async fn fit(
+    ctx: &SessionContext,
+    step: &str,
+    spec: &MatrixSpec,
+) -> Result<Fitted, RunError> {
+    let (table, rows) = values(ctx, step, spec).await?;
+    let splits = single_row(ctx, step, &matrix_splits_sql(spec, &table)).await?;
+    let (Some(Some(x)), Some(Some(y))) = (splits.first(), splits.get(1)) else {
+        return Err(fit_err(
+            step,
+            format!("no non-NULL values in `{}` to split", spec.input.value),
+        ));
+    };
+    let model = MatrixModel {
+        x: AxisModel {
+            name: spec.x.name.clone(),
+            expr: spec.x.expr.clone(),
+            split: split_name(spec.x.split).into(),
+            threshold: *x,
+        },
+        y: AxisModel {
+            name: spec.y.name.clone(),
+            expr: spec.y.expr.clone(),
+            split: split_name(spec.y.split).into(),
+            threshold: *y,
+        },
+        cells: spec.cells.clone(),
+    };
+    Ok(Fitted {
+        df: query(ctx, step, &matrix_apply_sql(spec, &model, &table)).await?,
+        parameters: serde_json::to_value(&model).unwrap_or_default(),
+        rows,
+    })
+}
+
+pub(super) async fn apply(
+    ctx: &SessionContext,
+    step: &str,
+    spec: &MatrixSpec,
+    model: &MatrixModel,
+) -> Result<DataFrame, RunError> {
+    // The frozen expressions, so the axes mean what they meant when the model was fitted.
+    let mut frozen = spec.clone();
+    frozen.x.expr.clone_from(&model.x.expr);
+    frozen.y.expr.clone_from(&model.y.expr);
+    let (table, _) = values(ctx, step, &frozen).await?;
+    query(ctx, step, &matrix_apply_sql(&frozen, model, &table)).await
+}

@@ -1,0 +1,128 @@
+//! RFM: measures per customer, cut points fitted (or declared), scores and segments.
+
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionContext;
+use segflow_models::rfm::{
+    RfmCutPoints, RfmModel, Scoring, rfm_cut_points_sql, rfm_measure_sql, rfm_score_sql,
+};
+use segflow_spec::{Period, RfmSpec, ScoreMethod};
+
+use super::{Fitted, fit_err, materialize_as, query, scratch, single_row};
+use crate::compile::require_columns;
+use crate::error::RunError;
+
+async fn measure(
+    ctx: &SessionContext,
+    step: &str,
+    spec: &RfmSpec,
+    period: Period,
+) -> Result<(String, u64), RunError> {
+    let mut cols = vec![
+        spec.customer.as_str(),
+        spec.date.as_str(),
+        spec.amount.as_str(),
+    ];
+    cols.extend(spec.order_id.as_deref());
+    require_columns(ctx, step, &spec.input.value, &cols).await?;
+    let measured = scratch(step, "measured");
+    let sql = rfm_measure_sql(
+        spec,
+        &spec.input.value,
+        spec.reference_date.unwrap_or(period.end()),
+    );
+    let rows = materialize_as(ctx, step, &measured, &sql).await?;
+    Ok((measured, rows))
+}
+
+pub(super) async fn fit(
+    ctx: &SessionContext,
+    step: &str,
+    spec: &RfmSpec,
+    period: Period,
+) -> Result<Fitted, RunError> {
+    let (measured, rows) = measure(ctx, step, spec, period).await?;
+    let cut_points = match (&spec.method, &spec.cuts) {
+        (ScoreMethod::Cuts, Some(c)) => RfmCutPoints {
+            recency_days: c.recency.clone(),
+            frequency: c.frequency.clone(),
+            monetary: c.monetary.clone(),
+        },
+        (method, _) => {
+            if rows == 0 {
+                return Err(fit_err(
+                    step,
+                    format!(
+                        "no customer has an order before the reference date in `{}`",
+                        spec.input.value
+                    ),
+                ));
+            }
+            let values = single_row(
+                ctx,
+                step,
+                &rfm_cut_points_sql(*method, spec.bins, &measured),
+            )
+            .await?;
+            let per = spec.bins.saturating_sub(1) as usize;
+            let take = |i: usize| -> Vec<f64> {
+                values
+                    .iter()
+                    .skip(i * per)
+                    .take(per)
+                    .map(|v| v.unwrap_or(f64::NAN))
+                    .collect()
+            };
+            RfmCutPoints {
+                recency_days: take(0),
+                frequency: take(1),
+                monetary: take(2),
+            }
+        }
+    };
+    if [
+        &cut_points.recency_days,
+        &cut_points.frequency,
+        &cut_points.monetary,
+    ]
+    .iter()
+    .any(|c| c.iter().any(|v| !v.is_finite()))
+    {
+        return Err(fit_err(
+            step,
+            "a cut point is undefined: the monetary measure has NULL amounts",
+        ));
+    }
+    let scoring = match spec.method {
+        ScoreMethod::Ntile => Scoring::Ntile,
+        ScoreMethod::Quantile | ScoreMethod::Cuts => Scoring::Cuts(&cut_points),
+    };
+    let df = query(ctx, step, &rfm_score_sql(spec, &measured, &scoring)).await?;
+    let model = RfmModel::new(spec, cut_points.clone());
+    Ok(Fitted {
+        df,
+        parameters: serde_json::to_value(&model).unwrap_or_default(),
+        rows,
+    })
+}
+
+pub(super) async fn apply(
+    ctx: &SessionContext,
+    step: &str,
+    spec: &RfmSpec,
+    period: Period,
+    model: &RfmModel,
+) -> Result<DataFrame, RunError> {
+    let frozen = model.frozen_spec(spec).map_err(|message| {
+        fit_err(
+            step,
+            format!("the stored model cannot be applied: {message}"),
+        )
+    })?;
+    let (measured, _) = measure(ctx, step, &frozen, period).await?;
+    query(
+        ctx,
+        step,
+        &rfm_score_sql(&frozen, &measured, &Scoring::Cuts(&model.cut_points)),
+    )
+    .await
+}

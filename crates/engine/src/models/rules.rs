@@ -1,0 +1,36 @@
+//! Ordered rules: nothing to estimate; the fit freezes the rules themselves.
+
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionContext;
+use segflow_models::rfm::StoredRule;
+use segflow_models::rules::{RulesModel, rules_sql};
+use segflow_spec::RulesSpec;
+
+use super::{Fitted, query};
+use crate::error::RunError;
+
+pub(super) async fn fit(
+    ctx: &SessionContext,
+    step: &str,
+    spec: &RulesSpec,
+) -> Result<Fitted, RunError> {
+    let model = RulesModel {
+        segments: StoredRule::from_spec(&spec.segments),
+    };
+    let df = query(ctx, step, &rules_sql(&model, &spec.input.value)).await?;
+    let rows = df.clone().count().await.map_err(super::df_err(step))? as u64;
+    Ok(Fitted {
+        df,
+        parameters: serde_json::to_value(&model).unwrap_or_default(),
+        rows,
+    })
+}
+
+pub(super) async fn apply(
+    ctx: &SessionContext,
+    step: &str,
+    spec: &RulesSpec,
+    model: &RulesModel,
+) -> Result<DataFrame, RunError> {
+    query(ctx, step, &rules_sql(model, &spec.input.value)).await
+}

@@ -1,0 +1,227 @@
+//! Lookalikes ("twins" of the best customers) in a prospect or market table.
+//!
+//! `index` method: for each attribute value, index = (share of best customers with the value) ÷
+//! (share of all customers with it) × 100, so 100 = as common among the best as among all; a
+//! value seen on fewer than `min_customers` customers gets 100 (no evidence). A prospect's
+//! score is the mean index of its values; the reason names its most over-represented value.
+//!
+//! `centroid` method: attributes are numeric, z-scored with all customers' mean and standard
+//! deviation; score = 100 / (1 + distance to the best customers' centroid); the reason names the
+//! attribute on which the prospect is closest to that centroid.
+
+use segflow_spec::LookalikeSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::rfm::double;
+use crate::sql::{quote_ident, quote_literal};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValueIndex {
+    pub value: String,
+    pub customers: u64,
+    pub best_customers: u64,
+    pub index: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributeIndex {
+    pub attribute: String,
+    pub values: Vec<ValueIndex>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributeCentroid {
+    pub attribute: String,
+    pub mean: f64,
+    pub std_dev: f64,
+    /// The best customers' mean, in z units.
+    pub best_z: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LookalikeModel {
+    /// `index` or `centroid`.
+    pub method: String,
+    pub best_segments: Vec<String>,
+    pub customers: u64,
+    pub best_customers: u64,
+    pub min_customers: u64,
+    pub indexes: Vec<AttributeIndex>,
+    pub centroid: Vec<AttributeCentroid>,
+}
+
+fn best_filter(spec: &LookalikeSpec) -> String {
+    let values: Vec<String> = spec.best.iter().map(|b| quote_literal(b)).collect();
+    format!(
+        "CAST({} AS VARCHAR) IN ({})",
+        quote_ident(&spec.segment),
+        values.join(", ")
+    )
+}
+
+/// Per value of `attribute`: `value, customers, best_customers` (NULL values left out).
+pub fn value_counts_sql(spec: &LookalikeSpec, attribute: &str) -> String {
+    let a = quote_ident(attribute);
+    format!(
+        "SELECT CAST({a} AS VARCHAR) AS value, count(*) AS customers,
+  sum(CASE WHEN {best} THEN 1 ELSE 0 END) AS best_customers
+FROM {input} WHERE {a} IS NOT NULL GROUP BY CAST({a} AS VARCHAR) ORDER BY value",
+        best = best_filter(spec),
+        input = quote_ident(&spec.customers.value),
+    )
+}
+
+/// `customers, best_customers` over the whole table.
+pub fn totals_sql(spec: &LookalikeSpec) -> String {
+    format!(
+        "SELECT count(*) AS customers, sum(CASE WHEN {} THEN 1 ELSE 0 END) AS best_customers FROM {}",
+        best_filter(spec),
+        quote_ident(&spec.customers.value)
+    )
+}
+
+/// Per attribute: mean and population standard deviation over all customers, mean over the best.
+pub fn centroid_sql(spec: &LookalikeSpec) -> String {
+    let parts: Vec<String> = spec
+        .attributes
+        .iter()
+        .flat_map(|a| {
+            let a = quote_ident(a);
+            [
+                format!("avg(CAST({a} AS DOUBLE))"),
+                format!("stddev_pop(CAST({a} AS DOUBLE))"),
+                format!(
+                    "avg(CASE WHEN {} THEN CAST({a} AS DOUBLE) END)",
+                    best_filter(spec)
+                ),
+            ]
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM {}",
+        parts.join(", "),
+        quote_ident(&spec.customers.value)
+    )
+}
+
+/// Index of a value; 100 without enough customers to say.
+pub fn index_of(customers: u64, best: u64, total: u64, total_best: u64, min_customers: u64) -> f64 {
+    if customers < min_customers.max(1) || total == 0 || total_best == 0 {
+        return 100.0;
+    }
+    let best_share = best as f64 / total_best as f64;
+    let share = customers as f64 / total as f64;
+    best_share / share * 100.0
+}
+
+/// Scores the prospects: `key, lookalike_score, lookalike_rank, reason` plus one column per
+/// attribute (`index_<attribute>` or `z_<attribute>`).
+pub fn score_sql(spec: &LookalikeSpec, model: &LookalikeModel) -> String {
+    let key = quote_ident(&spec.key);
+    let prospects = quote_ident(&spec.prospects.value);
+    let (per_attribute, score, reason): (Vec<String>, String, String) = if model.method
+        == "centroid"
+    {
+        let mut cols = Vec::new();
+        let mut squares = Vec::new();
+        let mut gaps = Vec::new();
+        for c in &model.centroid {
+            let a = quote_ident(&c.attribute);
+            let sd = if c.std_dev > 0.0 { c.std_dev } else { 1.0 };
+            let z = format!(
+                "((CAST(p.{a} AS DOUBLE) - {}) / {})",
+                double(c.mean),
+                double(sd)
+            );
+            let name = quote_ident(&format!("z_{}", c.attribute));
+            cols.push(format!("{z} AS {name}"));
+            squares.push(format!("power({name} - {}, 2)", double(c.best_z)));
+            gaps.push((
+                c.attribute.clone(),
+                format!("abs({name} - {})", double(c.best_z)),
+            ));
+        }
+        let score = format!("100.0 / (1.0 + sqrt({}))", squares.join(" + "));
+        // The attribute with the smallest gap; ties go to the first listed.
+        let mut reason = String::from("NULL");
+        for (attr, gap) in gaps.iter().rev() {
+            let others: Vec<String> = gaps
+                .iter()
+                .filter(|(a, _)| a != attr)
+                .map(|(_, g)| format!("{gap} <= {g}"))
+                .collect();
+            let cond = if others.is_empty() {
+                "true".to_string()
+            } else {
+                others.join(" AND ")
+            };
+            reason = format!(
+                "CASE WHEN {cond} THEN {} ELSE {reason} END",
+                quote_literal(&format!("closest on {attr}"))
+            );
+        }
+        (cols, score, reason)
+    } else {
+        let mut cols = Vec::new();
+        let mut names = Vec::new();
+        for ai in &model.indexes {
+            let a = quote_ident(&ai.attribute);
+            let whens: Vec<String> = ai
+                .values
+                .iter()
+                .map(|v| format!("WHEN {} THEN {}", quote_literal(&v.value), double(v.index)))
+                .collect();
+            let expr = if whens.is_empty() {
+                "CAST(100.0 AS DOUBLE)".to_string()
+            } else {
+                format!(
+                    "CASE CAST(p.{a} AS VARCHAR) {} ELSE CAST(100.0 AS DOUBLE) END",
+                    whens.join(" ")
+                )
+            };
+            let name = format!("index_{}", ai.attribute);
+            cols.push(format!("{expr} AS {}", quote_ident(&name)));
+            names.push((ai.attribute.clone(), name));
+        }
+        let n = names.len().max(1);
+        let score = format!(
+            "({}) / {n}.0",
+            names
+                .iter()
+                .map(|(_, c)| quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        );
+        let mut reason = String::from("NULL");
+        for (attr, col) in names.iter().rev() {
+            let c = quote_ident(col);
+            let others: Vec<String> = names
+                .iter()
+                .filter(|(a, _)| a != attr)
+                .map(|(_, o)| format!("{c} >= {}", quote_ident(o)))
+                .collect();
+            let cond = if others.is_empty() {
+                "true".to_string()
+            } else {
+                others.join(" AND ")
+            };
+            reason = format!(
+                "CASE WHEN {cond} THEN concat({}, CAST(scored.{} AS VARCHAR), ' (index ', CAST(CAST(round({c}) AS BIGINT) AS VARCHAR), ')') ELSE {reason} END",
+                quote_literal(&format!("{attr}=")),
+                quote_ident(attr),
+            );
+        }
+        (cols, score, reason)
+    };
+    format!(
+        "WITH scored AS (
+  SELECT p.*, {cols} FROM {prospects} AS p
+),
+ranked AS (
+  SELECT scored.*, {score} AS lookalike_score, {reason} AS reason FROM scored
+)
+SELECT ranked.*, CAST(row_number() OVER (ORDER BY lookalike_score DESC, {key} ASC) AS BIGINT) AS lookalike_rank
+FROM ranked",
+        cols = per_attribute.join(", "),
+    )
+}

@@ -1,0 +1,756 @@
+//! Decoders of the model steps (`model: rfm`, `pareto`, `matrix`, `rules`, `kmeans`, `clv`,
+//! `lookalike`, `potential`) and of the pipeline's `models:` block.
+
+use chrono::NaiveDate;
+
+use crate::diagnostic::Diagnostic;
+use crate::models::{
+    ArtifactRef, Axis, ClusterSpec, ClvSpec, FrequencyMeasure, LookalikeMethod, LookalikeSpec,
+    Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions, MonetaryMeasure, ParetoSpec,
+    PotentialSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split, TierBasis,
+    TimeUnit,
+};
+use crate::yaml::{self, Ctx, Map, Node, loc};
+
+/// A column name with a default.
+pub(crate) fn column(
+    ctx: &mut Ctx<'_>,
+    m: &mut Map<'_, '_>,
+    key: &'static str,
+    default: &str,
+) -> String {
+    m.get(key)
+        .and_then(|(n, p)| yaml::name(ctx, n, &p))
+        .map_or_else(|| default.to_string(), |s| s.value)
+}
+
+fn lookback(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Lookback> {
+    let text = yaml::string(ctx, node, path)?;
+    let mut parts = text.value.split_whitespace();
+    let parsed = match (
+        parts.next().map(str::parse::<u32>),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(Ok(amount)), Some(unit), None) if amount > 0 => match unit.trim_end_matches('s') {
+            "day" => Some(LookbackUnit::Days),
+            "month" => Some(LookbackUnit::Months),
+            "year" => Some(LookbackUnit::Years),
+            _ => None,
+        }
+        .map(|unit| Lookback { amount, unit }),
+        _ => None,
+    };
+    if parsed.is_none() {
+        ctx.push(
+            Diagnostic::new(text.loc, path, format!("invalid lookback `{}`", text.value))
+                .with_hint("write a positive count and a unit: `365 days`, `24 months`, `3 years`"),
+        );
+    }
+    parsed
+}
+
+pub(crate) fn segments(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<SegmentRule> {
+    let Some(items) = yaml::seq(ctx, node, path) else {
+        return Vec::new();
+    };
+    let mut rules = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(mut r) = yaml::map(ctx, item, &p) else {
+            continue;
+        };
+        let name = r
+            .required(ctx, "name")
+            .and_then(|(n, p)| yaml::string(ctx, n, &p));
+        // `when: true` (the YAML boolean) or no `when` at all marks the catch-all.
+        let when = match r.get("when") {
+            None => Some(None),
+            Some((n, _))
+                if matches!(
+                    n.data,
+                    saphyr::YamlData::Value(saphyr::Scalar::Boolean(true))
+                ) =>
+            {
+                Some(None)
+            }
+            Some((n, p)) => yaml::sql(ctx, n, &p).map(|s| Some(s.value)),
+        };
+        r.finish(ctx);
+        if let (Some(name), Some(when)) = (name, when) {
+            rules.push(SegmentRule {
+                name: name.value,
+                when,
+                loc: loc(item),
+            });
+        }
+    }
+    let catch_all: Vec<usize> = rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.when.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    match catch_all.as_slice() {
+        [i] if *i + 1 == rules.len() => {}
+        [] if !rules.is_empty() => ctx.push(
+            Diagnostic::new(loc(node), path, "the last segment rule must be a catch-all")
+                .with_hint("end the list with `- { name: Others, when: true }` so every customer gets a segment"),
+        ),
+        [] => ctx.error(loc(node), path, "at least one segment rule is needed"),
+        _ => {
+            let first = rules[catch_all[0]].loc;
+            ctx.push(
+                Diagnostic::new(first, path, "only the last segment rule may be a catch-all")
+                    .with_hint("rules after a catch-all could never match"),
+            );
+        }
+    }
+    rules
+}
+
+pub(crate) fn rfm(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RfmSpec> {
+    let input = m
+        .required(ctx, "input")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let customer = column(ctx, m, "customer", "customer_id");
+    let date = column(ctx, m, "date", "order_date");
+    let order_id = m
+        .get("order_id")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p))
+        .map(|s| s.value);
+    let amount = column(ctx, m, "amount", "amount");
+    let default_frequency = if order_id.is_some() {
+        FrequencyMeasure::Orders
+    } else {
+        FrequencyMeasure::PurchaseDays
+    };
+    let frequency = m
+        .get("frequency")
+        .and_then(|(n, p)| {
+            yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[
+                    ("orders", FrequencyMeasure::Orders),
+                    ("purchase_days", FrequencyMeasure::PurchaseDays),
+                ],
+            )
+        })
+        .unwrap_or(default_frequency);
+    if frequency == FrequencyMeasure::Orders && order_id.is_none() {
+        ctx.push(
+            Diagnostic::new(m.loc, &m.path, "`frequency: orders` needs `order_id`")
+                .with_hint("name the order id column, or use `frequency: purchase_days`"),
+        );
+    }
+    let monetary = m
+        .get("monetary")
+        .and_then(|(n, p)| {
+            yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[
+                    ("sum", MonetaryMeasure::Sum),
+                    ("mean", MonetaryMeasure::Mean),
+                ],
+            )
+        })
+        .unwrap_or(MonetaryMeasure::Sum);
+    let (mut bins, mut method, mut cuts) = (5, ScoreMethod::Ntile, None);
+    if let Some((n, p)) = m.get("scores")
+        && let Some(mut s) = yaml::map(ctx, n, &p)
+    {
+        if let Some((n, p)) = s.get("bins") {
+            bins = yaml::integer(ctx, n, &p, 2..=10).map_or(5, |b| b as u32);
+        }
+        if let Some((n, p)) = s.get("method") {
+            method = yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[
+                    ("ntile", ScoreMethod::Ntile),
+                    ("quantile", ScoreMethod::Quantile),
+                    ("cuts", ScoreMethod::Cuts),
+                ],
+            )
+            .unwrap_or(ScoreMethod::Ntile);
+        }
+        if let Some((n, p)) = s.get("cuts") {
+            cuts = rfm_cuts(ctx, n, &p);
+        }
+        match (method, &cuts) {
+            (ScoreMethod::Cuts, None) => ctx.push(
+                Diagnostic::new(s.loc, &s.path, "`method: cuts` needs `cuts`").with_hint(
+                    "give increasing cut points per measure: `cuts: { recency: [30, 90, 180, 365], frequency: [1, 2, 4, 8], monetary: [50, 100, 250, 500] }`",
+                ),
+            ),
+            (ScoreMethod::Cuts, Some(c)) => {
+                bins = u32::try_from(c.recency.len() + 1).unwrap_or(u32::MAX);
+                if c.frequency.len() != c.recency.len() || c.monetary.len() != c.recency.len() {
+                    ctx.error(
+                        s.loc,
+                        &s.path,
+                        format!(
+                            "recency, frequency and monetary need the same number of cut points (got {}, {}, {})",
+                            c.recency.len(),
+                            c.frequency.len(),
+                            c.monetary.len()
+                        ),
+                    );
+                }
+            }
+            (_, Some(_)) => ctx.error(s.loc, &s.path, "`cuts` is only used with `method: cuts`"),
+            (_, None) => {}
+        }
+        s.finish(ctx);
+    }
+    let lookback = m.get("lookback").and_then(|(n, p)| lookback(ctx, n, &p));
+    let reference_date = m.get("reference_date").and_then(|(n, p)| {
+        let text = yaml::string(ctx, n, &p)?;
+        let parsed = NaiveDate::parse_from_str(&text.value, "%Y-%m-%d").ok();
+        if parsed.is_none() {
+            ctx.error(
+                text.loc,
+                &p,
+                format!("invalid date `{}`: expected YYYY-MM-DD", text.value),
+            );
+        }
+        parsed
+    });
+    let segments = m
+        .required(ctx, "segments")
+        .map(|(n, p)| segments(ctx, n, &p))
+        .unwrap_or_default();
+    Some(RfmSpec {
+        input: input?,
+        customer,
+        date,
+        order_id,
+        amount,
+        frequency,
+        monetary,
+        bins,
+        method,
+        cuts,
+        lookback,
+        reference_date,
+        segments,
+    })
+}
+
+pub(crate) fn pareto(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<ParetoSpec> {
+    let input = m
+        .required(ctx, "input")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let customer = column(ctx, m, "customer", "customer_id");
+    let value = m
+        .required(ctx, "value")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let rest = column(ctx, m, "rest", "C");
+    let basis = m
+        .get("basis")
+        .and_then(|(n, p)| {
+            yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[
+                    ("value", TierBasis::Value),
+                    ("customers", TierBasis::Customers),
+                ],
+            )
+        })
+        .unwrap_or(TierBasis::Value);
+    let mut tiers = vec![("A".to_string(), 0.80), ("B".to_string(), 0.95)];
+    if let Some((n, p)) = m.get("tiers")
+        && let Some(mut t) = yaml::map(ctx, n, &p)
+    {
+        tiers.clear();
+        let mut previous = 0.0;
+        for (tier, node, tier_path) in t.named_entries() {
+            let Some(bound) = yaml::number(ctx, node, &tier_path) else {
+                continue;
+            };
+            if !(bound > previous && bound < 1.0) {
+                ctx.push(
+                    Diagnostic::new(loc(node), &tier_path, format!("tier bound {bound} must be above {previous} and below 1"))
+                        .with_hint("bounds are cumulative value shares in increasing order, e.g. `{ A: 0.80, B: 0.95 }`"),
+                );
+            }
+            previous = bound;
+            tiers.push((tier.value, bound));
+        }
+        if tiers.is_empty() {
+            ctx.error(t.loc, &p, "at least one tier is needed");
+        }
+    }
+    Some(ParetoSpec {
+        input: input?,
+        customer,
+        value: value?.value,
+        basis,
+        tiers,
+        rest,
+    })
+}
+
+/// Increasing cut points of one measure.
+fn cut_list(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>, key: &'static str) -> Vec<f64> {
+    let Some((n, p)) = m.required(ctx, key) else {
+        return Vec::new();
+    };
+    let Some(items) = yaml::seq(ctx, n, &p) else {
+        return Vec::new();
+    };
+    let values: Vec<f64> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| yaml::number(ctx, item, &format!("{p}[{i}]")))
+        .collect();
+    if values.is_empty() || values.windows(2).any(|w| w[0] >= w[1]) {
+        ctx.push(
+            Diagnostic::new(
+                loc(n),
+                &p,
+                "cut points must be a non-empty, strictly increasing list",
+            )
+            .with_hint("e.g. `[30, 90, 180, 365]` for 5 bins"),
+        );
+    }
+    values
+}
+
+fn rfm_cuts(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<RfmCuts> {
+    let mut m = yaml::map(ctx, node, path)?;
+    let cuts = RfmCuts {
+        recency: cut_list(ctx, &mut m, "recency"),
+        frequency: cut_list(ctx, &mut m, "frequency"),
+        monetary: cut_list(ctx, &mut m, "monetary"),
+    };
+    m.finish(ctx);
+    Some(cuts)
+}
+
+/// The pipeline's `models:` block: `{ dir, mode }`.
+pub(crate) fn models_options(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_>,
+    path: &str,
+    base_dir: &std::path::Path,
+    default_dir: String,
+) -> ModelsOptions {
+    let mut options = ModelsOptions {
+        dir: default_dir,
+        mode: ModelMode::Auto,
+    };
+    let Some(mut m) = yaml::map(ctx, node, path) else {
+        return options;
+    };
+    if let Some((n, p)) = m.get("dir")
+        && let Some(dir) = yaml::string(ctx, n, &p)
+    {
+        options.dir = crate::decode::resolve_location(&dir.value, base_dir);
+    }
+    if let Some((n, p)) = m.get("mode") {
+        options.mode = yaml::choice(
+            ctx,
+            n,
+            &p,
+            &[
+                ("auto", ModelMode::Auto),
+                ("fit", ModelMode::Fit),
+                ("apply", ModelMode::Apply),
+            ],
+        )
+        .unwrap_or(ModelMode::Auto);
+    }
+    m.finish(ctx);
+    options
+}
+
+/// A step's `artifact: { name, period }`; both optional.
+pub(crate) fn artifact_ref(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>, step_name: &str) -> ArtifactRef {
+    let mut artifact = ArtifactRef {
+        name: step_name.to_string(),
+        period: None,
+    };
+    if let Some((n, p)) = m.get("artifact")
+        && let Some(mut a) = yaml::map(ctx, n, &p)
+    {
+        if let Some((n, p)) = a.get("name")
+            && let Some(name) = yaml::name(ctx, n, &p)
+        {
+            artifact.name = name.value;
+        }
+        if let Some((n, p)) = a.get("period")
+            && let Some(period) = yaml::string(ctx, n, &p)
+        {
+            if period.value != "latest" {
+                if period.value.parse::<crate::Period>().is_err() {
+                    ctx.push(
+                        Diagnostic::new(
+                            period.loc,
+                            &p,
+                            format!("invalid period `{}`", period.value),
+                        )
+                        .with_hint("write `latest` or a period label such as `2025` or `2025-06`"),
+                    );
+                }
+                artifact.period = Some(period.value);
+            }
+        }
+        a.finish(ctx);
+    }
+    artifact
+}
+
+fn split(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Split> {
+    if let saphyr::YamlData::Value(saphyr::Scalar::String(text)) = &node.data {
+        return match text.as_ref() {
+            "median" => Some(Split::Median),
+            "mean" => Some(Split::Mean),
+            other => {
+                ctx.push(
+                    Diagnostic::new(loc(node), path, format!("unknown split `{other}`"))
+                        .with_hint("write `median`, `mean` or a number"),
+                );
+                None
+            }
+        };
+    }
+    yaml::number(ctx, node, path).map(Split::Value)
+}
+
+fn axis(
+    ctx: &mut Ctx<'_>,
+    m: &mut Map<'_, '_>,
+    key: &'static str,
+    default_name: &str,
+) -> Option<Axis> {
+    let (n, p) = m.required(ctx, key)?;
+    let mut a = yaml::map(ctx, n, &p)?;
+    let name = column(ctx, &mut a, "name", default_name);
+    let expr = a
+        .required(ctx, "expr")
+        .and_then(|(n, p)| yaml::sql(ctx, n, &p));
+    let split = a
+        .get("split")
+        .map_or(Some(Split::Median), |(n, p)| split(ctx, n, &p));
+    a.finish(ctx);
+    Some(Axis {
+        name,
+        expr: expr?.value,
+        split: split?,
+    })
+}
+
+pub(crate) fn matrix(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<MatrixSpec> {
+    let input = m
+        .required(ctx, "input")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let key = column(ctx, m, "key", "customer_id");
+    let x = axis(ctx, m, "x", "x_value");
+    let y = axis(ctx, m, "y", "y_value");
+    let mut cells = [
+        "high_high".to_string(),
+        "high_low".to_string(),
+        "low_high".to_string(),
+        "low_low".to_string(),
+    ];
+    if let Some((n, p)) = m.required(ctx, "cells")
+        && let Some(mut c) = yaml::map(ctx, n, &p)
+    {
+        for (i, key) in ["high_high", "high_low", "low_high", "low_low"]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some((n, p)) = c.required(ctx, key)
+                && let Some(name) = yaml::string(ctx, n, &p)
+            {
+                cells[i] = name.value;
+            }
+        }
+        c.finish(ctx);
+    }
+    Some(MatrixSpec {
+        input: input?,
+        key,
+        x: x?,
+        y: y?,
+        cells,
+    })
+}
+
+pub(crate) fn rules(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<RulesSpec> {
+    let input = m
+        .required(ctx, "input")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let segments = m
+        .required(ctx, "segments")
+        .map(|(n, p)| segments(ctx, n, &p))
+        .unwrap_or_default();
+    Some(RulesSpec {
+        input: input?,
+        segments,
+    })
+}
+
+fn name_list(
+    ctx: &mut Ctx<'_>,
+    m: &mut Map<'_, '_>,
+    key: &'static str,
+    required: bool,
+) -> Vec<String> {
+    let found = if required {
+        m.required(ctx, key)
+    } else {
+        m.get(key)
+    };
+    found
+        .and_then(|(n, p)| yaml::names(ctx, n, &p))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.value)
+        .collect()
+}
+
+pub(crate) fn cluster(
+    ctx: &mut Ctx<'_>,
+    m: &mut Map<'_, '_>,
+    categorical_allowed: bool,
+) -> Option<ClusterSpec> {
+    let input = m
+        .required(ctx, "input")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let key = column(ctx, m, "key", "customer_id");
+    let numeric = name_list(ctx, m, "features", true);
+    let categorical = if categorical_allowed {
+        name_list(ctx, m, "categorical", false)
+    } else {
+        Vec::new()
+    };
+    if numeric.is_empty() && categorical.is_empty() {
+        ctx.push(
+            Diagnostic::new(m.loc, &m.path, "clustering needs at least one feature").with_hint(
+                "list numeric columns under `features: [recency_days, frequency, monetary]`",
+            ),
+        );
+    }
+    let k = m
+        .required(ctx, "k")
+        .and_then(|(n, p)| yaml::integer(ctx, n, &p, 2..=50))
+        .map(|k| k as u32);
+    let seed = m
+        .get("seed")
+        .and_then(|(n, p)| yaml::integer(ctx, n, &p, 0..=i64::MAX))
+        .map_or(42, |s| s as u64);
+    let restarts = m
+        .get("restarts")
+        .and_then(|(n, p)| yaml::integer(ctx, n, &p, 1..=100))
+        .map_or(4, |s| s as u32);
+    let max_iterations = m
+        .get("max_iterations")
+        .and_then(|(n, p)| yaml::integer(ctx, n, &p, 1..=10_000))
+        .map_or(100, |s| s as u32);
+    let categorical_weight = if categorical_allowed {
+        m.get("categorical_weight")
+            .and_then(|(n, p)| yaml::number(ctx, n, &p))
+    } else {
+        None
+    };
+    Some(ClusterSpec {
+        input: input?,
+        key,
+        numeric,
+        categorical,
+        k: k?,
+        seed,
+        restarts,
+        max_iterations,
+        categorical_weight,
+    })
+}
+
+fn date(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<NaiveDate> {
+    let text = yaml::string(ctx, node, path)?;
+    let parsed = NaiveDate::parse_from_str(&text.value, "%Y-%m-%d").ok();
+    if parsed.is_none() {
+        ctx.error(
+            text.loc,
+            path,
+            format!("invalid date `{}`: expected YYYY-MM-DD", text.value),
+        );
+    }
+    parsed
+}
+
+fn bounded(
+    ctx: &mut Ctx<'_>,
+    m: &mut Map<'_, '_>,
+    key: &'static str,
+    default: f64,
+    range: std::ops::RangeInclusive<f64>,
+) -> f64 {
+    let Some((n, p)) = m.get(key) else {
+        return default;
+    };
+    match yaml::number(ctx, n, &p) {
+        Some(v) if range.contains(&v) => v,
+        Some(v) => {
+            ctx.error(
+                loc(n),
+                &p,
+                format!(
+                    "{v} is out of range: expected {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default
+        }
+        None => default,
+    }
+}
+
+pub(crate) fn clv(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<ClvSpec> {
+    let input = m
+        .required(ctx, "input")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let customer = column(ctx, m, "customer", "customer_id");
+    let date_column = column(ctx, m, "date", "order_date");
+    let amount = column(ctx, m, "amount", "amount");
+    let margin = m
+        .get("margin")
+        .and_then(|(n, p)| yaml::sql(ctx, n, &p))
+        .map(|s| s.value);
+    let observation_end = m.get("observation_end").and_then(|(n, p)| date(ctx, n, &p));
+    let time_unit = m
+        .get("time_unit")
+        .and_then(|(n, p)| {
+            yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[("days", TimeUnit::Days), ("weeks", TimeUnit::Weeks)],
+            )
+        })
+        .unwrap_or(TimeUnit::Weeks);
+    let horizon = bounded(ctx, m, "horizon", 52.0, 0.0..=100_000.0);
+    let clv_months = m
+        .get("clv_months")
+        .and_then(|(n, p)| yaml::integer(ctx, n, &p, 1..=600))
+        .map_or(12, |v| v as u32);
+    let monthly_discount = bounded(ctx, m, "monthly_discount", 0.01, 0.0..=1.0);
+    let margin_rate = bounded(ctx, m, "margin_rate", 1.0, 0.0..=1.0);
+    let mut churn_below = 0.5;
+    let mut churn_after_days = None;
+    if let Some((n, p)) = m.get("churn")
+        && let Some(mut c) = yaml::map(ctx, n, &p)
+    {
+        churn_below = bounded(ctx, &mut c, "p_alive_below", 0.5, 0.0..=1.0);
+        churn_after_days = c
+            .get("inactive_days")
+            .and_then(|(n, p)| yaml::integer(ctx, n, &p, 1..=100_000))
+            .map(|d| d as u32);
+        c.finish(ctx);
+    }
+    Some(ClvSpec {
+        input: input?,
+        customer,
+        date: date_column,
+        amount,
+        margin,
+        observation_end,
+        time_unit,
+        horizon,
+        clv_months,
+        monthly_discount,
+        margin_rate,
+        churn_below,
+        churn_after_days,
+    })
+}
+
+pub(crate) fn lookalike(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<LookalikeSpec> {
+    let customers = m
+        .required(ctx, "customers")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let prospects = m
+        .required(ctx, "prospects")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let key = column(ctx, m, "key", "prospect_id");
+    let segment = column(ctx, m, "segment", "segment");
+    let best = m
+        .required(ctx, "best")
+        .and_then(|(n, p)| yaml::names(ctx, n, &p))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.value)
+        .collect::<Vec<_>>();
+    let attributes = name_list(ctx, m, "attributes", true);
+    let method = m
+        .get("method")
+        .and_then(|(n, p)| {
+            yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[
+                    ("index", LookalikeMethod::Index),
+                    ("centroid", LookalikeMethod::Centroid),
+                ],
+            )
+        })
+        .unwrap_or(LookalikeMethod::Index);
+    let min_customers = m
+        .get("min_customers")
+        .and_then(|(n, p)| yaml::integer(ctx, n, &p, 0..=i64::MAX))
+        .map_or(5, |v| v as u64);
+    if attributes.is_empty() {
+        ctx.error(m.loc, &m.path, "`attributes` needs at least one column");
+    }
+    Some(LookalikeSpec {
+        customers: customers?,
+        prospects: prospects?,
+        key,
+        segment,
+        best,
+        attributes,
+        method,
+        min_customers,
+    })
+}
+
+pub(crate) fn potential(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<PotentialSpec> {
+    let customers = m
+        .required(ctx, "customers")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let market = m
+        .required(ctx, "market")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let key = column(ctx, m, "key", "org_no");
+    let target = m
+        .required(ctx, "target")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let numeric = name_list(ctx, m, "numeric", false);
+    let categorical = name_list(ctx, m, "categorical", false);
+    if numeric.is_empty() && categorical.is_empty() {
+        ctx.error(
+            m.loc,
+            &m.path,
+            "a potential model needs `numeric` or `categorical` predictors",
+        );
+    }
+    Some(PotentialSpec {
+        customers: customers?,
+        market: market?,
+        key,
+        target: target?.value,
+        numeric,
+        categorical,
+    })
+}

@@ -1,0 +1,280 @@
+//! Typed specs of the segmentation model steps (`model: …`), and how a run finds their
+//! fitted artifacts.
+
+use chrono::NaiveDate;
+
+use crate::diagnostic::{Location, Spanned};
+use crate::period::Grain;
+
+/// Whether model steps fit new parameters or apply a stored artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelMode {
+    /// Fit in yearly runs, apply the latest yearly artifact in monthly runs.
+    Auto,
+    Fit,
+    Apply,
+}
+
+/// The pipeline's `models:` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelsOptions {
+    /// Root of the artifact store: `<dir>/<model name>/period=<period>/model.json`.
+    pub dir: String,
+    pub mode: ModelMode,
+}
+
+impl ModelsOptions {
+    /// Whether a run at `grain` fits (true) or applies (false).
+    pub fn fits(&self, grain: Grain) -> bool {
+        match self.mode {
+            ModelMode::Auto => grain == Grain::Year,
+            ModelMode::Fit => true,
+            ModelMode::Apply => false,
+        }
+    }
+}
+
+/// Which stored artifact a model step writes (when fitting) or reads (when applying).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRef {
+    /// The model's name in the store; the step name unless given.
+    pub name: String,
+    /// The artifact's period when applying; the latest yearly one before the run's period
+    /// when `None`.
+    pub period: Option<String>,
+}
+
+/// How RFM scores are assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreMethod {
+    /// Equal-size buckets by rank; ties broken by customer id so the result is deterministic.
+    Ntile,
+    /// Cut points on the values; equal values always share a score.
+    Quantile,
+    /// Cut points given in the pipeline.
+    Cuts,
+}
+
+/// Explicit RFM cut points, increasing; `bins - 1` per measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RfmCuts {
+    pub recency: Vec<f64>,
+    pub frequency: Vec<f64>,
+    pub monetary: Vec<f64>,
+}
+
+/// How F is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrequencyMeasure {
+    /// Distinct order ids.
+    Orders,
+    /// Distinct days with at least one order (for exports without order ids).
+    PurchaseDays,
+}
+
+/// How M aggregates order amounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonetaryMeasure {
+    Sum,
+    Mean,
+}
+
+/// An interval such as `3 years`, counted back from the reference date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lookback {
+    pub amount: u32,
+    pub unit: LookbackUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookbackUnit {
+    Days,
+    Months,
+    Years,
+}
+
+/// A named segment: the first rule whose `when` holds names the row; `when: None` is the
+/// mandatory catch-all and must come last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRule {
+    pub name: String,
+    pub when: Option<String>,
+    pub loc: Location,
+}
+
+/// Recency, frequency and monetary scores computed from an order table.
+#[derive(Debug, Clone)]
+pub struct RfmSpec {
+    pub input: Spanned<String>,
+    pub customer: String,
+    pub date: String,
+    pub order_id: Option<String>,
+    pub amount: String,
+    pub frequency: FrequencyMeasure,
+    pub monetary: MonetaryMeasure,
+    pub bins: u32,
+    pub method: ScoreMethod,
+    /// Set with `method: cuts`.
+    pub cuts: Option<RfmCuts>,
+    /// Only orders in `[reference_date - lookback, reference_date)` count; all before it if `None`.
+    pub lookback: Option<Lookback>,
+    /// Defaults to the period end.
+    pub reference_date: Option<NaiveDate>,
+    pub segments: Vec<SegmentRule>,
+}
+
+/// What the cumulative share of a Pareto ranking counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierBasis {
+    /// Share of total value (the 80/20 rule: A holds 80% of revenue).
+    Value,
+    /// Share of customers (top 20% / next 30% / rest).
+    Customers,
+}
+
+/// Pareto/ABC value tiers by cumulative share of value or of customers.
+#[derive(Debug, Clone)]
+pub struct ParetoSpec {
+    pub input: Spanned<String>,
+    pub customer: String,
+    pub value: String,
+    pub basis: TierBasis,
+    /// `(tier, upper bound of the cumulative share before the customer)`, increasing.
+    pub tiers: Vec<(String, f64)>,
+    /// The tier of everything past the last bound.
+    pub rest: String,
+}
+
+/// Where an axis of a matrix splits into low and high.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Split {
+    /// The median of the fitted data (frozen in the artifact).
+    Median,
+    /// The mean of the fitted data.
+    Mean,
+    /// A fixed threshold.
+    Value(f64),
+}
+
+/// One axis of a two-by-two matrix: a SQL expression over the input and its split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    /// Output column holding the expression's value.
+    pub name: String,
+    pub expr: String,
+    pub split: Split,
+}
+
+/// Value × loyalty (or any two scores, e.g. survey needs) → four named cells. "High" means
+/// strictly above the split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixSpec {
+    pub input: Spanned<String>,
+    pub key: String,
+    pub x: Axis,
+    pub y: Axis,
+    /// Cell names for (x, y) = (high, high), (high, low), (low, high), (low, low).
+    pub cells: [String; 4],
+}
+
+/// Ordered `when` rules → segment, over every column of the input.
+#[derive(Debug, Clone)]
+pub struct RulesSpec {
+    pub input: Spanned<String>,
+    pub segments: Vec<SegmentRule>,
+}
+
+/// k-means (numeric features only) or k-prototypes (with categorical features).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSpec {
+    pub input: Spanned<String>,
+    pub key: String,
+    pub numeric: Vec<String>,
+    pub categorical: Vec<String>,
+    pub k: u32,
+    pub seed: u64,
+    pub restarts: u32,
+    pub max_iterations: u32,
+    /// Weight of one categorical mismatch against squared z-distance (k-prototypes' gamma).
+    pub categorical_weight: Option<f64>,
+}
+
+/// The unit in which BG/NBD measures time (CDNOW's published fit uses weeks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    Days,
+    Weeks,
+}
+
+impl TimeUnit {
+    pub fn days(self) -> f64 {
+        match self {
+            TimeUnit::Days => 1.0,
+            TimeUnit::Weeks => 7.0,
+        }
+    }
+}
+
+/// Customer lifetime value: historical margin plus BG/NBD + Gamma-Gamma predictions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClvSpec {
+    pub input: Spanned<String>,
+    pub customer: String,
+    pub date: String,
+    pub amount: String,
+    /// SQL expression of an order's margin for historical CLV; the amount when `None`.
+    pub margin: Option<String>,
+    /// Last day whose orders count (inclusive); the period's last day when `None`.
+    pub observation_end: Option<NaiveDate>,
+    pub time_unit: TimeUnit,
+    /// Horizon of `expected_purchases`, in `time_unit`s.
+    pub horizon: f64,
+    /// Months of discounted CLV.
+    pub clv_months: u32,
+    pub monthly_discount: f64,
+    /// Share of spend that is margin, for predictive CLV.
+    pub margin_rate: f64,
+    /// Churn risk when P(alive) is below this.
+    pub churn_below: f64,
+    /// Churn risk also when the last purchase is more than this many days before the end.
+    pub churn_after_days: Option<u32>,
+}
+
+/// How prospects are scored against the best segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookalikeMethod {
+    /// Mean over-representation index of the prospect's attribute values.
+    Index,
+    /// Closeness to the best segment's centroid in z-scored numeric features.
+    Centroid,
+}
+
+/// Twins of the best customers: scores a prospect/market table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookalikeSpec {
+    /// Scored customers: one row per customer with a segment column and the attributes.
+    pub customers: Spanned<String>,
+    pub prospects: Spanned<String>,
+    /// Key of a prospect row.
+    pub key: String,
+    pub segment: String,
+    /// Segment values that count as "best".
+    pub best: Vec<String>,
+    pub attributes: Vec<String>,
+    pub method: LookalikeMethod,
+    /// Attribute values seen on fewer customers get index 100 (no evidence either way).
+    pub min_customers: u64,
+}
+
+/// B2B potential: a linear regression of customer value on firmographics, applied to the
+/// market.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PotentialSpec {
+    pub customers: Spanned<String>,
+    pub market: Spanned<String>,
+    /// Key shared by both tables (organisation number).
+    pub key: String,
+    pub target: String,
+    pub numeric: Vec<String>,
+    pub categorical: Vec<String>,
+}
