@@ -216,8 +216,12 @@ pub(super) async fn fit(
     options.categorical_weight = spec.categorical_weight;
     let mut model = cluster::fit(&features, &options).map_err(|e| {
         let message = e.to_string();
+        // The numerics name columns by position; the user knows them by name.
         let named = spec.numeric.iter().enumerate().fold(message, |m, (i, c)| {
             m.replace(&format!("numeric column {i} "), &format!("feature `{c}` "))
+        });
+        let named = spec.categorical.iter().enumerate().fold(named, |m, (i, c)| {
+            m.replace(&format!("categorical column {i} "), &format!("feature `{c}` "))
         });
         fit_err(step, named)
     })?;
