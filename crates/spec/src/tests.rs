@@ -264,3 +264,73 @@ fn period_grain_must_match_the_pipeline() {
             .contains("runs per year, but period `2025-11` is a month")
     );
 }
+
+#[test]
+fn model_steps_report_every_mistake_with_its_key() {
+    let text = "\
+pipeline: p
+period: month
+models: { dir: /models, mode: sometimes }
+sources:
+  t: { path: /d/t.csv, schema: { customer_id: string, revenue: double, orders: int64 } }
+steps:
+  - name: rfm
+    model: rfm
+    input: t
+    scores: { method: cuts, cuts: { recency: [30, 10], frequency: [1, 2], monetary: [5] } }
+    segments:
+      - { name: All, when: true }
+  - name: m
+    model: matrix
+    input: t
+    x: { expr: revenue, split: middle }
+    y: { expr: orders }
+    cells: { high_high: A, high_low: B, low_high: C }
+  - name: k
+    model: kmeans
+    input: t
+    features: [revenue]
+    categorical: [channel]
+    k: 1
+  - name: twins
+    model: lookalike
+    customers: t
+    prospects: t
+    best: [A]
+    attributes: []
+    artifact: { period: last-year }
+outputs:
+  o: { from: rfm }
+";
+    let errs = errors(text);
+    let find = |path: &str| {
+        errs.iter()
+            .find(|e| e.2 == path)
+            .unwrap_or_else(|| panic!("no error at {path}: {errs:#?}"))
+    };
+    assert!(find("models.mode").3.contains("unknown value `sometimes`"));
+    assert!(find("steps[0].scores.cuts.recency").3.contains("strictly increasing"));
+    assert!(find("steps[0].scores").3.contains("the same number of cut points (got 2, 2, 1)"));
+    assert!(find("steps[1].x.split").3.contains("unknown split `middle`"));
+    assert!(find("steps[1].cells").3.contains("missing required key `low_low`"));
+    assert!(find("steps[2].categorical").3.contains("unknown key `categorical`"));
+    assert!(find("steps[2].k").3.contains("1 is out of range: expected 2..=50"));
+    assert!(find("steps[3].artifact.period").3.contains("invalid period `last-year`"));
+    assert!(find("steps[3]").3.contains("`attributes` needs at least one column"));
+}
+
+#[test]
+fn models_are_stored_under_the_output_dir_unless_told_otherwise() {
+    let p = load_str(GOOD, Path::new("/srv/p/yearly.yaml"), &vars()).expect("valid pipeline");
+    assert_eq!(p.models.dir, "/srv/p/out/models");
+    assert!(p.models.fits(Grain::Year) && !p.models.fits(Grain::Month));
+    let rfm = p.step("rfm").expect("rfm");
+    assert_eq!(
+        rfm.artifact,
+        Some(ArtifactRef {
+            name: "rfm".into(),
+            period: None
+        })
+    );
+    assert_eq!(p.step("segments").expect("sql").artifact, None);
+}
