@@ -130,5 +130,5 @@ fn monthly_period_for_a_yearly_pipeline_is_rejected() {
         crate::common::repo_root(),
     );
     r.assert_code(78);
-    assert!(r.stderr.contains("yearly_segmentation.yaml:14:9: period: the pipeline runs per year, but period `2025-11` is a month"), "{}", r.stderr);
+    assert!(r.stderr.contains("yearly_segmentation.yaml:18:9: period: the pipeline runs per year, but period `2025-11` is a month"), "{}", r.stderr);
 }
