@@ -75,8 +75,19 @@ pub(crate) async fn demo(dir: &Path, period: Period, arguments: Vec<String>) -> 
     };
     let monthly = pipeline_file(&dir, MONTHLY_PIPELINE)
         .map_err(|e| fail("cannot write the demo pipeline", &e))?;
-    println!("pipeline:  {} (the {period} models, frozen)", monthly.display());
-    crate::commands::run(&PipelineRef { path: monthly, vars }, month, arguments).await
+    println!(
+        "pipeline:  {} (the {period} models, frozen)",
+        monthly.display()
+    );
+    crate::commands::run(
+        &PipelineRef {
+            path: monthly,
+            vars,
+        },
+        month,
+        arguments,
+    )
+    .await
 }
 
 /// The month a yearly run's models are first applied to.

@@ -7,10 +7,10 @@
 //! into the versioned model artifact either way.
 
 pub mod artifact;
-pub mod clv;
 pub mod cluster;
-pub mod matrix;
+pub mod clv;
 pub mod lookalike;
+pub mod matrix;
 pub mod pareto;
 pub mod potential;
 pub mod rfm;

@@ -388,20 +388,15 @@ pub(crate) fn artifact_ref(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>, step_name: &s
         }
         if let Some((n, p)) = a.get("period")
             && let Some(period) = yaml::string(ctx, n, &p)
+            && period.value != "latest"
         {
-            if period.value != "latest" {
-                if period.value.parse::<crate::Period>().is_err() {
-                    ctx.push(
-                        Diagnostic::new(
-                            period.loc,
-                            &p,
-                            format!("invalid period `{}`", period.value),
-                        )
+            if period.value.parse::<crate::Period>().is_err() {
+                ctx.push(
+                    Diagnostic::new(period.loc, &p, format!("invalid period `{}`", period.value))
                         .with_hint("write `latest` or a period label such as `2025` or `2025-06`"),
-                    );
-                }
-                artifact.period = Some(period.value);
+                );
             }
+            artifact.period = Some(period.value);
         }
         a.finish(ctx);
     }

@@ -309,14 +309,46 @@ outputs:
             .unwrap_or_else(|| panic!("no error at {path}: {errs:#?}"))
     };
     assert!(find("models.mode").3.contains("unknown value `sometimes`"));
-    assert!(find("steps[0].scores.cuts.recency").3.contains("strictly increasing"));
-    assert!(find("steps[0].scores").3.contains("the same number of cut points (got 2, 2, 1)"));
-    assert!(find("steps[1].x.split").3.contains("unknown split `middle`"));
-    assert!(find("steps[1].cells").3.contains("missing required key `low_low`"));
-    assert!(find("steps[2].categorical").3.contains("unknown key `categorical`"));
-    assert!(find("steps[2].k").3.contains("1 is out of range: expected 2..=50"));
-    assert!(find("steps[3].artifact.period").3.contains("invalid period `last-year`"));
-    assert!(find("steps[3]").3.contains("`attributes` needs at least one column"));
+    assert!(
+        find("steps[0].scores.cuts.recency")
+            .3
+            .contains("strictly increasing")
+    );
+    assert!(
+        find("steps[0].scores")
+            .3
+            .contains("the same number of cut points (got 2, 2, 1)")
+    );
+    assert!(
+        find("steps[1].x.split")
+            .3
+            .contains("unknown split `middle`")
+    );
+    assert!(
+        find("steps[1].cells")
+            .3
+            .contains("missing required key `low_low`")
+    );
+    assert!(
+        find("steps[2].categorical")
+            .3
+            .contains("unknown key `categorical`")
+    );
+    assert!(
+        find("steps[2].k")
+            .3
+            .contains("1 is out of range: expected 2..=50")
+    );
+    assert!(
+        find("steps[3].artifact.period")
+            .3
+            .contains("invalid period `last-year`")
+    );
+    assert!(
+        find("steps[3]")
+            .3
+            .contains("`attributes` needs at least one column")
+    );
 }
 
 #[test]

@@ -220,9 +220,16 @@ pub(super) async fn fit(
         let named = spec.numeric.iter().enumerate().fold(message, |m, (i, c)| {
             m.replace(&format!("numeric column {i} "), &format!("feature `{c}` "))
         });
-        let named = spec.categorical.iter().enumerate().fold(named, |m, (i, c)| {
-            m.replace(&format!("categorical column {i} "), &format!("feature `{c}` "))
-        });
+        let named = spec
+            .categorical
+            .iter()
+            .enumerate()
+            .fold(named, |m, (i, c)| {
+                m.replace(
+                    &format!("categorical column {i} "),
+                    &format!("feature `{c}` "),
+                )
+            });
         fit_err(step, named)
     })?;
     // Stable ids: follow last year's centroids when the features are the same. Last year's
