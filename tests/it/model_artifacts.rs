@@ -568,3 +568,64 @@ outputs:
     assert!((params["numeric"][0]["coefficient"].as_f64().expect("f64") - 10.0).abs() < 1e-9);
     assert!((params["r_squared"].as_f64().expect("f64") - 1.0).abs() < 1e-9);
 }
+
+/// Centroid method. All six customers: income 50, 70, 10, 30, 40, 40 (mean 40, population sd
+/// √(2000/6) = 18.257), age 30, 50, 20, 40, 60, 40 (mean 40, sd √(1000/6) = 12.910). The best
+/// (the first two) average income 60 → z 1.0954, age 40 → z 0.
+/// q1 (60, 40) sits on the centroid: distance 0, score 100, closest on income (tie → first).
+/// q2 (40, 53): z (0, 1.0070); distance √(1.0954² + 1.0070²) = 1.4880; score 100 / 2.4880
+/// = 40.19; closest on age.
+#[test]
+fn lookalikes_by_distance_to_the_best_customers_centroid() {
+    let s = Scratch::new();
+    s.write(
+        "customers.csv",
+        "customer_id,segment,income,age\nc1,Best,50,30\nc2,Best,70,50\nc3,Rest,10,20\nc4,Rest,30,40\nc5,Rest,40,60\nc6,Rest,40,40\n",
+    );
+    s.write(
+        "prospects.csv",
+        "prospect_id,income,age\nq1,60,40\nq2,40,53\n",
+    );
+    let p = s.write(
+        "lookalike.yaml",
+        r#"
+pipeline: twins
+period: year
+sources:
+  customers:
+    path: customers.csv
+    schema: { customer_id: string, segment: string, income: double, age: double }
+  prospects:
+    path: prospects.csv
+    schema: { prospect_id: string, income: double, age: double }
+steps:
+  - name: twins
+    model: lookalike
+    method: centroid
+    customers: customers
+    prospects: prospects
+    key: prospect_id
+    best: [Best]
+    attributes: [income, age]
+outputs:
+  twins: { from: twins, order_by: [lookalike_rank] }
+"#,
+    );
+    run_pipeline(&p, "2025", s.dir.path()).assert_code(0);
+    let rows = output(
+        &s,
+        "twins",
+        "2025",
+        &["prospect_id", "lookalike_score", "reason"],
+    );
+    let sd_income = (2000.0f64 / 6.0).sqrt();
+    let sd_age = (1000.0f64 / 6.0).sqrt();
+    let distance = ((20.0 / sd_income).powi(2) + (13.0 / sd_age).powi(2)).sqrt();
+    assert_eq!(rows[0][0], "q1");
+    assert!((rows[0][1].parse::<f64>().expect("score") - 100.0).abs() < 1e-9);
+    assert_eq!(rows[0][2], "closest on income");
+    assert_eq!(rows[1][0], "q2");
+    let q2: f64 = rows[1][1].parse().expect("score");
+    assert!((q2 - 100.0 / (1.0 + distance)).abs() < 1e-9, "{q2}");
+    assert_eq!(rows[1][2], "closest on age");
+}
