@@ -4,6 +4,7 @@
 //! One test binary on purpose: every binary links DataFusion.
 
 mod clustering;
+mod clv;
 mod common;
 mod config_errors;
 mod contracts;

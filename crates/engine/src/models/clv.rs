@@ -40,8 +40,12 @@ pub(crate) struct ClvModel {
 }
 
 fn observation_end(spec: &ClvSpec, period: Period) -> NaiveDate {
-    spec.observation_end
-        .unwrap_or_else(|| period.end().checked_sub_days(Days::new(1)).unwrap_or(period.end()))
+    spec.observation_end.unwrap_or_else(|| {
+        period
+            .end()
+            .checked_sub_days(Days::new(1))
+            .unwrap_or(period.end())
+    })
 }
 
 fn day_number(expr: &str) -> String {
@@ -55,7 +59,10 @@ fn day_number(expr: &str) -> String {
 fn summary_sql(spec: &ClvSpec, end: NaiveDate) -> String {
     let unit = spec.time_unit.days();
     let end_lit = format!("DATE '{end}'");
-    let margin = spec.margin.clone().unwrap_or_else(|| quote_ident(&spec.amount));
+    let margin = spec
+        .margin
+        .clone()
+        .unwrap_or_else(|| quote_ident(&spec.amount));
     format!(
         "WITH days AS (
   SELECT {customer} AS customer, CAST({date} AS DATE) AS day,
@@ -93,9 +100,25 @@ async fn summarize(
     spec: &ClvSpec,
     period: Period,
 ) -> Result<(String, u64), RunError> {
-    require_columns(ctx, step, &spec.input.value, &[spec.customer.as_str(), spec.date.as_str(), spec.amount.as_str()]).await?;
+    require_columns(
+        ctx,
+        step,
+        &spec.input.value,
+        &[
+            spec.customer.as_str(),
+            spec.date.as_str(),
+            spec.amount.as_str(),
+        ],
+    )
+    .await?;
     let table = scratch(step, "summary");
-    let rows = materialize_as(ctx, step, &table, &summary_sql(spec, observation_end(spec, period))).await?;
+    let rows = materialize_as(
+        ctx,
+        step,
+        &table,
+        &summary_sql(spec, observation_end(spec, period)),
+    )
+    .await?;
     Ok((table, rows))
 }
 
@@ -107,10 +130,24 @@ pub(super) async fn fit(
 ) -> Result<Fitted, RunError> {
     let (table, customers) = summarize(ctx, step, spec, period).await?;
     if customers == 0 {
-        return Err(fit_err(step, format!("no purchases on or before {} in `{}`", observation_end(spec, period), spec.input.value)));
+        return Err(fit_err(
+            step,
+            format!(
+                "no purchases on or before {} in `{}`",
+                observation_end(spec, period),
+                spec.input.value
+            ),
+        ));
     }
     let t = quote_ident(&table);
-    let unique = collect(ctx, step, &format!("SELECT x, t_x, t, count(*) AS weight FROM {t} GROUP BY x, t_x, t ORDER BY x, t_x, t")).await?;
+    let unique = collect(
+        ctx,
+        step,
+        &format!(
+            "SELECT x, t_x, t, count(*) AS weight FROM {t} GROUP BY x, t_x, t ORDER BY x, t_x, t"
+        ),
+    )
+    .await?;
     let (x, t_x, big_t, w) = (
         f64_column(step, &unique, "x")?,
         f64_column(step, &unique, "t_x")?,
@@ -118,9 +155,16 @@ pub(super) async fn fit(
         f64_column(step, &unique, "weight")?,
     );
     let purchases: Vec<PurchaseSummary> = (0..x.len())
-        .map(|i| PurchaseSummary { x: x[i], t_x: t_x[i], t: big_t[i], weight: w[i] })
+        .map(|i| PurchaseSummary {
+            x: x[i],
+            t_x: t_x[i],
+            t: big_t[i],
+            weight: w[i],
+        })
         .collect();
-    let (bgnbd, bgnbd_fit) = fit_bgnbd(&purchases).map_err(|e| fit_err(step, format!("BG/NBD: {e}")))?;
+    let (bgnbd, bgnbd_fit) =
+        fit_bgnbd(&purchases).map_err(|e| fit_err(step, format!("BG/NBD: {e}")))?;
+    let bgnbd_fit = reproducible(step, "BG/NBD", bgnbd_fit);
     let spend = collect(ctx, step, &format!("SELECT x, mean_spend, count(*) AS weight FROM {t} WHERE x > 0 AND mean_spend > 0 GROUP BY x, mean_spend ORDER BY x, mean_spend")).await?;
     let (sx, sm, sw) = (
         f64_column(step, &spend, "x")?,
@@ -128,9 +172,15 @@ pub(super) async fn fit(
         f64_column(step, &spend, "weight")?,
     );
     let spends: Vec<SpendSummary> = (0..sx.len())
-        .map(|i| SpendSummary { x: sx[i], mean_spend: sm[i], weight: sw[i] })
+        .map(|i| SpendSummary {
+            x: sx[i],
+            mean_spend: sm[i],
+            weight: sw[i],
+        })
         .collect();
-    let (gamma_gamma, gamma_gamma_fit) = fit_gamma_gamma(&spends).map_err(|e| fit_err(step, format!("Gamma-Gamma: {e}")))?;
+    let (gamma_gamma, gamma_gamma_fit) =
+        fit_gamma_gamma(&spends).map_err(|e| fit_err(step, format!("Gamma-Gamma: {e}")))?;
+    let gamma_gamma_fit = reproducible(step, "Gamma-Gamma", gamma_gamma_fit);
     let model = ClvModel {
         time_unit: match spec.time_unit {
             segflow_spec::TimeUnit::Days => "days",
@@ -156,6 +206,24 @@ pub(super) async fn fit(
     })
 }
 
+/// The fit report as stored: without its wall-clock time (the step's seconds are in the
+/// manifest), so refitting the same data gives the same artifact bytes. A fit that stopped
+/// short of the optimum (possible on tiny data, where the maximum lies on a boundary) is kept
+/// — its predictions are the limiting model's — but logged, and `converged: false` is stored.
+fn reproducible(step: &str, model: &str, mut report: FitReport) -> FitReport {
+    if !report.converged {
+        tracing::warn!(
+            step,
+            model,
+            log_likelihood = report.log_likelihood,
+            iterations = report.iterations,
+            "fit did not converge; the best point found is used"
+        );
+    }
+    report.seconds = 0.0;
+    report
+}
+
 pub(super) async fn apply(
     ctx: &SessionContext,
     step: &str,
@@ -176,8 +244,14 @@ async fn predict(
     table: &str,
     model: &ClvModel,
 ) -> Result<DataFrame, RunError> {
-    let batches = collect(ctx, step, &format!("SELECT * FROM {} ORDER BY customer", quote_ident(table))).await?;
-    let customer_arrays: Vec<&dyn datafusion::arrow::array::Array> = batches.iter().map(|b| b.column(0).as_ref()).collect();
+    let batches = collect(
+        ctx,
+        step,
+        &format!("SELECT * FROM {} ORDER BY customer", quote_ident(table)),
+    )
+    .await?;
+    let customer_arrays: Vec<&dyn arrow::array::Array> =
+        batches.iter().map(|b| b.column(0).as_ref()).collect();
     let (x, t_x, t, inactive) = (
         f64_column(step, &batches, "x")?,
         f64_column(step, &batches, "t_x")?,
@@ -187,23 +261,41 @@ async fn predict(
     let mut mean_spend = Vec::with_capacity(x.len());
     let mut historical = Vec::with_capacity(x.len());
     for b in &batches {
-        for (name, out) in [("mean_spend", &mut mean_spend), ("historical_value", &mut historical)] {
-            let a = b.column_by_name(name).ok_or_else(|| fit_err(step, format!("no column `{name}`")))?;
-            let a = arrow::compute::cast(a, &DataType::Float64).map_err(|e| df_err(step)(e.into()))?;
-            let a = a.as_any().downcast_ref::<Float64Array>().ok_or_else(|| fit_err(step, "not numeric"))?;
+        for (name, out) in [
+            ("mean_spend", &mut mean_spend),
+            ("historical_value", &mut historical),
+        ] {
+            let a = b
+                .column_by_name(name)
+                .ok_or_else(|| fit_err(step, format!("no column `{name}`")))?;
+            let a =
+                arrow::compute::cast(a, &DataType::Float64).map_err(|e| df_err(step)(e.into()))?;
+            let a = a
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(|| fit_err(step, "not numeric"))?;
             out.extend(a.iter());
         }
     }
     let unit_days = if model.time_unit == "days" { 1.0 } else { 7.0 };
     let step_length = DAYS_PER_MONTH / unit_days;
     let n = x.len();
-    let (mut p_alive, mut purchases, mut spend, mut clv, mut churn) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut p_alive, mut purchases, mut spend, mut clv, mut churn) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for i in 0..n {
         let zbar = mean_spend[i].unwrap_or(0.0);
         let alive = model.bgnbd.p_alive(x[i], t_x[i], t[i]);
         p_alive.push(alive);
-        purchases.push(model.bgnbd.expected_purchases(model.horizon, x[i], t_x[i], t[i]));
+        purchases.push(
+            model
+                .bgnbd
+                .expected_purchases(model.horizon, x[i], t_x[i], t[i]),
+        );
         spend.push(model.gamma_gamma.expected_average_spend(x[i], zbar));
         clv.push(discounted_clv(
             &model.bgnbd,
@@ -223,7 +315,7 @@ async fn predict(
         churn.push(alive < model.churn_p_alive_below || inactive_too_long);
     }
     let customers = if customer_arrays.is_empty() {
-        Arc::new(datafusion::arrow::array::StringArray::from(Vec::<Option<String>>::new())) as ArrayRef
+        Arc::new(arrow::array::StringArray::from(Vec::<Option<String>>::new())) as ArrayRef
     } else {
         arrow::compute::concat(&customer_arrays).map_err(|e| df_err(step)(e.into()))?
     };
@@ -254,6 +346,7 @@ async fn predict(
         Arc::new(Float64Array::from(clv)),
         Arc::new(BooleanArray::from(churn)),
     ];
-    let batch = RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| df_err(step)(e.into()))?;
+    let batch =
+        RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| df_err(step)(e.into()))?;
     frame(ctx, step, batch)
 }

@@ -3,6 +3,7 @@
 //! DataFrame plus, when fitting, the parameters that go into the artifact.
 
 mod cluster;
+mod clv;
 mod lookalike;
 mod matrix;
 mod pareto;
@@ -170,7 +171,7 @@ async fn fit_step(
             };
             cluster::fit(ctx, name, spec, previous).await
         }
-        StepKind::Clv(_) => Err(not_a_model(name)),
+        StepKind::Clv(spec) => clv::fit(ctx, name, spec, period).await,
         StepKind::Lookalike(spec) => lookalike::fit(ctx, name, spec).await,
         StepKind::Potential(spec) => potential::fit(ctx, name, spec).await,
         StepKind::Sql(_) | StepKind::Identity(_) => Err(not_a_model(name)),
@@ -192,7 +193,7 @@ async fn apply_step(
         StepKind::Matrix(spec) => matrix::apply(ctx, name, spec, &typed(name, a, path)?).await,
         StepKind::Rules(spec) => rules::apply(ctx, name, spec, &typed(name, a, path)?).await,
         StepKind::Cluster(spec) => cluster::apply(ctx, name, spec, &typed(name, a, path)?).await,
-        StepKind::Clv(_) => Err(not_a_model(name)),
+        StepKind::Clv(spec) => clv::apply(ctx, name, spec, period, &typed(name, a, path)?).await,
         StepKind::Lookalike(spec) => {
             lookalike::apply(ctx, name, spec, &typed(name, a, path)?).await
         }
