@@ -8,8 +8,10 @@
 
 mod compile;
 mod contracts;
+mod enrich_step;
 mod error;
 mod identity_step;
+mod key_functions;
 mod models;
 mod plan;
 mod run;

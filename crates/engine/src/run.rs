@@ -21,7 +21,7 @@ use segflow_manifest::{
 };
 use segflow_sinks::{StagedTable, partition_dir, write_table};
 use segflow_sources::BadRow;
-use segflow_spec::{OnBadRow, Output, Period, Pipeline, Source, StepKind};
+use segflow_spec::{OnBadRow, Output, Period, Pipeline, Source, StepKind, VintageBy, VintageSpec};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -189,7 +189,15 @@ async fn execute(
     let started = Instant::now();
     let (mut failures, mut bad_rows, mut quarantined) = (Vec::new(), Vec::new(), Vec::new());
     for source in &pipeline.sources {
-        let extracted = extract(&ctx, source, pii_key.as_deref(), manifest, &mut rows).await?;
+        let extracted = extract(
+            &ctx,
+            source,
+            request.period,
+            pii_key.as_deref(),
+            manifest,
+            &mut rows,
+        )
+        .await?;
         failures.extend(extracted.check_failures);
         bad_rows.extend(extracted.bad_rows_failure);
         if let Some(q) = extracted.quarantine {
@@ -244,6 +252,24 @@ async fn execute(
                 }
                 registries.push((path, resolved));
                 df
+            }
+            StepKind::Enrich(spec) => {
+                let enriched = crate::enrich_step::run_enrich(&ctx, name, spec).await?;
+                parameters = Some(enriched.parameters);
+                if let Some(check) = enriched.check {
+                    let failed = !check.passed && check.severity == "error";
+                    if !check.passed {
+                        warn!(step = %name, "{}", check.message);
+                    }
+                    let message = format!("step `{name}`: {}", check.message);
+                    manifest.checks.push(check);
+                    if failed {
+                        return Err(RunError::ChecksFailed {
+                            failures: vec![message],
+                        });
+                    }
+                }
+                enriched.df
             }
             _ if crate::models::is_model(step) => {
                 let (df, outcome) = crate::models::run_model_step(&ctx, step, &fit_context).await?;
@@ -437,16 +463,71 @@ struct Extracted {
     quarantine: Option<Vec<BadRow>>,
 }
 
+/// The vintage label of a file under `<dir>=<label>/`, if its path has that level.
+fn directory_vintage<'a>(url: &'a str, dir: &str) -> Option<&'a str> {
+    url.split('/')
+        .find_map(|segment| segment.strip_prefix(dir)?.strip_prefix('='))
+}
+
+/// Picks the vintage in effect for `period` (or the fixed one) among `available`.
+fn pick_vintage(
+    source: &str,
+    spec: &VintageSpec,
+    available: &[String],
+    period: Period,
+) -> Result<String, RunError> {
+    let chosen = match &spec.fixed {
+        Some(fixed) if available.contains(fixed) => Ok(fixed.clone()),
+        Some(fixed) => Err(format!(
+            "vintage `{fixed}` is not among the available ones ({})",
+            available.join(", ")
+        )),
+        None => segflow_enrich::vintage::choose(available, period.end()).map(str::to_string),
+    };
+    chosen.map_err(|message| RunError::StepInput {
+        step: source.to_string(),
+        message,
+    })
+}
+
 async fn extract(
     ctx: &SessionContext,
     source: &Source,
+    period: Period,
     pii_key: Option<&[u8]>,
     manifest: &mut Manifest,
     rows: &mut BTreeMap<String, u64>,
 ) -> Result<Extracted, RunError> {
     let started = Instant::now();
     let name = &source.name.value;
-    let files = segflow_sources::list_files(ctx, source).await?;
+    let mut files = segflow_sources::list_files(ctx, source).await?;
+    let mut vintage_record = None;
+    if let Some(
+        spec @ VintageSpec {
+            by: VintageBy::Directory(dir),
+            ..
+        },
+    ) = &source.vintage
+    {
+        let mut available = Vec::new();
+        for f in &files {
+            let Some(label) = directory_vintage(&f.url, dir) else {
+                return Err(RunError::StepInput {
+                    step: name.clone(),
+                    message: format!("file {} is not under a `{dir}=<vintage>/` directory", f.url),
+                });
+            };
+            if !available.iter().any(|a| a == label) {
+                available.push(label.to_string());
+            }
+        }
+        available.sort();
+        let chosen = pick_vintage(name, spec, &available, period)?;
+        files.retain(|f| directory_vintage(&f.url, dir) == Some(chosen.as_str()));
+        vintage_record = Some(
+            serde_json::json!({"by": format!("directory {dir}"), "available": available, "chosen": chosen}),
+        );
+    }
     // Fingerprinting and reading overlap: both stream the same files.
     let checksums = futures::stream::iter(files.iter().map(|f| async move {
         segflow_sources::sha256_of(f.store.as_ref(), &f.path)
@@ -551,6 +632,24 @@ async fn extract(
             step: name.clone(),
             source: Box::new(e),
         })?;
+    let mut rows_in_use = accepted as u64;
+    if let Some(
+        spec @ VintageSpec {
+            by: VintageBy::Column(column),
+            ..
+        },
+    ) = &source.vintage
+    {
+        let (chosen, available, kept) =
+            filter_column_vintage(ctx, name, spec, column, period).await?;
+        rows_in_use = kept;
+        vintage_record = Some(
+            serde_json::json!({"by": format!("column {column}"), "available": available, "chosen": chosen, "rows": kept}),
+        );
+    }
+    if let Some(v) = &vintage_record {
+        info!(source = %name, vintage = %v["chosen"], "vintage");
+    }
     info!(source = %name, files = files.len(), rows = read, rejected, seconds = started.elapsed().as_secs_f64(), "source read");
     manifest.steps.push(StepRecord {
         name: name.clone(),
@@ -564,10 +663,63 @@ async fn extract(
         rows_written: accepted as u64,
         rows_rejected: rejected as u64,
         seconds: started.elapsed().as_secs_f64(),
-        parameters: None,
+        parameters: vintage_record.map(|v| serde_json::json!({ "vintage": v })),
     });
-    rows.insert(name.clone(), accepted as u64);
+    rows.insert(name.clone(), rows_in_use);
     Ok(extracted)
+}
+
+/// Keeps only the rows of the vintage in effect (by a column's value) and re-registers the
+/// source with them. Returns the chosen label, all labels, and the rows kept; the rows of
+/// other vintages are read (and counted in the manifest) but not used.
+async fn filter_column_vintage(
+    ctx: &SessionContext,
+    source: &str,
+    spec: &VintageSpec,
+    column: &str,
+    period: Period,
+) -> Result<(String, Vec<String>, u64), RunError> {
+    let col = segflow_models::quote_ident(column);
+    let table = segflow_models::quote_ident(source);
+    let batches = crate::models::collect(
+        ctx,
+        source,
+        &format!("SELECT DISTINCT CAST({col} AS VARCHAR) AS v FROM {table} WHERE {col} IS NOT NULL ORDER BY v"),
+    )
+    .await?;
+    let available: Vec<String> = crate::models::string_column(source, &batches, "v")?
+        .into_iter()
+        .flatten()
+        .collect();
+    let chosen = pick_vintage(source, spec, &available, period)?;
+    let scratch = crate::models::scratch(source, "vintage");
+    let kept = crate::models::materialize_as(
+        ctx,
+        source,
+        &scratch,
+        &format!(
+            "SELECT * FROM {table} WHERE CAST({col} AS VARCHAR) = {}",
+            segflow_models::quote_literal(&chosen)
+        ),
+    )
+    .await?;
+    let provider = ctx
+        .table_provider(scratch.as_str())
+        .await
+        .map_err(|e| RunError::Step {
+            step: source.to_string(),
+            source: Box::new(e),
+        })?;
+    ctx.deregister_table(source).map_err(|e| RunError::Step {
+        step: source.to_string(),
+        source: Box::new(e),
+    })?;
+    ctx.register_table(source, provider)
+        .map_err(|e| RunError::Step {
+            step: source.to_string(),
+            source: Box::new(e),
+        })?;
+    Ok((chosen, available, kept))
 }
 
 /// The quarantine table of a source: one row per rejected row, in file and line order.

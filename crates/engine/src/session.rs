@@ -10,7 +10,12 @@ use segflow_spec::EngineOptions;
 use crate::error::RunError;
 
 pub fn session(options: &EngineOptions) -> Result<SessionContext, RunError> {
-    let mut config = SessionConfig::new().with_information_schema(true);
+    // Globs may span directories (`reference/vintage=*/geo.csv`): files below the glob's base
+    // directory are listed, not only those directly in it.
+    let mut config = SessionConfig::new().with_information_schema(true).set_bool(
+        "datafusion.execution.listing_table_ignore_subdirectory",
+        false,
+    );
     if let Some(n) = options.target_partitions {
         config = config.with_target_partitions(n);
     }
@@ -21,8 +26,7 @@ pub fn session(options: &EngineOptions) -> Result<SessionContext, RunError> {
     let runtime = runtime
         .build()
         .map_err(|e| RunError::Session(Box::new(e)))?;
-    Ok(SessionContext::new_with_config_rt(
-        config,
-        Arc::new(runtime),
-    ))
+    let ctx = SessionContext::new_with_config_rt(config, Arc::new(runtime));
+    crate::key_functions::register(&ctx);
+    Ok(ctx)
 }

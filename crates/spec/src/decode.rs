@@ -236,6 +236,9 @@ fn source(
         .get("checks")
         .map(|(n, p)| checks(ctx, n, &p))
         .unwrap_or_default();
+    let vintage = m
+        .get("vintage")
+        .and_then(|(n, p)| models::vintage(ctx, n, &p));
     let sheet = m
         .get("sheet")
         .and_then(|(n, p)| yaml::string(ctx, n, &p))
@@ -284,6 +287,7 @@ fn source(
         checks,
         drift,
         sheet,
+        vintage,
     })
 }
 
@@ -506,20 +510,29 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
     let name = m
         .required(ctx, "name")
         .and_then(|(n, p)| yaml::name(ctx, n, &p));
-    let has_sql = m.has("sql");
+    let has_enrich = m.has("enrich");
+    let has_sql = m.has("sql") || has_enrich;
     let has_model = m.has("model");
     let mut artifact = None;
     let kind = match (has_sql, has_model) {
         (true, true) => {
-            ctx.error(m.loc, path, "a step has either `sql` or `model`, not both");
+            ctx.error(m.loc, path, "a step has one of `sql`, `model` or `enrich`");
             None
         }
         (false, false) => {
             ctx.push(
-                Diagnostic::new(m.loc, path, "a step needs `sql` or `model`")
-                    .with_hint("write `sql: SELECT ...` or `model: rfm` (or pareto, matrix, rules, kmeans, kprototypes, clv, lookalike, potential, identity)"),
+                Diagnostic::new(m.loc, path, "a step needs `sql`, `model` or `enrich`")
+                    .with_hint("write `sql: SELECT ...`, `enrich: { input: …, keys: […] }` or `model: rfm` (or pareto, matrix, rules, kmeans, kprototypes, clv, lookalike, potential, identity)"),
             );
             None
+        }
+        (true, false) if has_enrich => {
+            if m.has("sql") {
+                ctx.error(m.loc, path, "a step has one of `sql`, `model` or `enrich`");
+            }
+            m.get("enrich")
+                .and_then(|(n, p)| models::enrich(ctx, n, &p))
+                .map(StepKind::Enrich)
         }
         (true, false) => m
             .get("sql")

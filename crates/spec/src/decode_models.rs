@@ -3,13 +3,14 @@
 
 use chrono::NaiveDate;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Spanned};
 use crate::models::{
-    ArtifactRef, Axis, ClusterSpec, ClvSpec, FrequencyMeasure, LookalikeMethod, LookalikeSpec,
-    Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions, MonetaryMeasure, ParetoSpec,
-    PotentialSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split, TierBasis,
-    TimeUnit,
+    ArtifactRef, Axis, ClusterSpec, ClvSpec, EnrichSpec, FrequencyMeasure, JoinKey,
+    LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
+    MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, RfmCuts, RfmSpec, RulesSpec,
+    ScoreMethod, SegmentRule, Split, TierBasis, TimeUnit, VintageBy, VintageSpec,
 };
+use crate::pipeline::Severity;
 use crate::yaml::{self, Ctx, Map, Node, loc};
 
 /// A column name with a default.
@@ -747,5 +748,167 @@ pub(crate) fn potential(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<Potent
         target: target?.value,
         numeric,
         categorical,
+    })
+}
+
+/// `vintage: { column: year }` or `vintage: { directory: vintage }`, optionally `use: "2024"`.
+pub(crate) fn vintage(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<VintageSpec> {
+    let mut m = yaml::map(ctx, node, path)?;
+    let column = m.get("column").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let directory = m.get("directory").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let fixed = m
+        .get("use")
+        .and_then(|(n, p)| yaml::string(ctx, n, &p))
+        .map(|s| s.value)
+        .filter(|v| v != "latest");
+    m.finish(ctx);
+    let by = match (column, directory) {
+        (Some(c), None) => VintageBy::Column(c.value),
+        (None, Some(d)) => VintageBy::Directory(d.value),
+        _ => {
+            ctx.push(
+                Diagnostic::new(loc(node), path, "a vintage is told by a `column` or a `directory`, one of them")
+                    .with_hint("e.g. `vintage: { column: year }` or `vintage: { directory: vintage }` for files under vintage=2024/"),
+            );
+            return None;
+        }
+    };
+    Some(VintageSpec { by, fixed })
+}
+
+fn join_key(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_>,
+    path: &str,
+    default_reference: Option<&Spanned<String>>,
+) -> Option<JoinKey> {
+    let mut m = yaml::map(ctx, node, path)?;
+    let level = m
+        .required(ctx, "level")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let input = m
+        .required(ctx, "input")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let reference = match m.get("reference") {
+        Some((n, p)) => yaml::name(ctx, n, &p),
+        None => {
+            if default_reference.is_none() {
+                ctx.error(
+                    m.loc,
+                    &m.path,
+                    "missing required key `reference` (the step has no default `reference`)",
+                );
+            }
+            default_reference.cloned()
+        }
+    };
+    let key = m
+        .required(ctx, "key")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let normalize = m
+        .get("normalize")
+        .and_then(|(n, p)| {
+            yaml::choice(
+                ctx,
+                n,
+                &p,
+                &[
+                    ("postal_code", Normalizer::PostalCode),
+                    ("postal_area", Normalizer::PostalArea),
+                    ("address", Normalizer::Address),
+                    ("org_number", Normalizer::OrgNumber),
+                    ("exact", Normalizer::Exact),
+                ],
+            )
+        })
+        .unwrap_or(Normalizer::Exact);
+    m.finish(ctx);
+    Some(JoinKey {
+        level: level?.value,
+        input: input?.value,
+        reference: reference?,
+        key: key?.value,
+        normalize,
+    })
+}
+
+/// `enrich: { input, reference, country, keys: [...], columns: [...], min_match_rate }`.
+pub(crate) fn enrich(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<EnrichSpec> {
+    let mut m = yaml::map(ctx, node, path)?;
+    let input = m
+        .required(ctx, "input")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let reference = m.get("reference").and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let country = m.get("country").and_then(|(n, p)| {
+        let text = yaml::name(ctx, n, &p)?;
+        let known = ["SE", "DK", "NO", "FI", "US", "UK", "GB"];
+        if !known.contains(&text.value.to_ascii_uppercase().as_str()) {
+            ctx.push(
+                Diagnostic::new(text.loc, &p, format!("unknown country `{}`", text.value))
+                    .with_hint("postal-code rules exist for SE, DK, NO, FI, US and UK"),
+            );
+        }
+        Some(text.value)
+    });
+    let mut keys = Vec::new();
+    if let Some((n, p)) = m.required(ctx, "keys")
+        && let Some(items) = yaml::seq(ctx, n, &p)
+    {
+        for (i, item) in items.iter().enumerate() {
+            keys.extend(join_key(
+                ctx,
+                item,
+                &format!("{p}[{i}]"),
+                reference.as_ref(),
+            ));
+        }
+        if items.is_empty() {
+            ctx.error(loc(n), &p, "at least one key is needed");
+        }
+    }
+    let needs_country = keys.iter().any(|k| {
+        matches!(
+            k.normalize,
+            Normalizer::PostalCode | Normalizer::PostalArea | Normalizer::OrgNumber
+        )
+    });
+    if needs_country && country.is_none() {
+        ctx.push(
+            Diagnostic::new(
+                m.loc,
+                &m.path,
+                "postal-code and organisation-number keys need `country`",
+            )
+            .with_hint("e.g. `country: SE`"),
+        );
+    }
+    let columns = name_list(ctx, &mut m, "columns", true);
+    let min_match_rate = m.get("min_match_rate").and_then(|(n, p)| {
+        if let Some(mut r) = yaml::map(ctx, n, &p) {
+            let rate = bounded(ctx, &mut r, "rate", 0.0, 0.0..=1.0);
+            let severity = r
+                .get("severity")
+                .and_then(|(n, p)| {
+                    yaml::choice(
+                        ctx,
+                        n,
+                        &p,
+                        &[("error", Severity::Error), ("warn", Severity::Warn)],
+                    )
+                })
+                .unwrap_or(Severity::Error);
+            r.finish(ctx);
+            Some((rate, severity))
+        } else {
+            None
+        }
+    });
+    m.finish(ctx);
+    Some(EnrichSpec {
+        input: input?,
+        country,
+        keys,
+        columns,
+        min_match_rate,
     })
 }

@@ -25,10 +25,10 @@ use saphyr::LoadableYamlNode;
 
 pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
 pub use models::{
-    ArtifactRef, Axis, ClusterSpec, ClvSpec, FrequencyMeasure, LookalikeMethod, LookalikeSpec,
-    Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions, MonetaryMeasure, ParetoSpec,
-    PotentialSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split, TierBasis,
-    TimeUnit,
+    ArtifactRef, Axis, ClusterSpec, ClvSpec, EnrichSpec, FrequencyMeasure, JoinKey,
+    LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
+    MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, RfmCuts, RfmSpec, RulesSpec,
+    ScoreMethod, SegmentRule, Split, TierBasis, TimeUnit, VintageBy, VintageSpec,
 };
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{

@@ -278,3 +278,62 @@ pub struct PotentialSpec {
     pub numeric: Vec<String>,
     pub categorical: Vec<String>,
 }
+
+/// How the vintages of a reference source are told apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VintageBy {
+    /// A column holding the vintage label (`2024`, `2024-06`, `2024-06-30`).
+    Column(String),
+    /// A hive-style directory level, e.g. `vintage=2024/` for `Directory("vintage")`.
+    Directory(String),
+}
+
+/// A reference source published in vintages; a run reads the one in effect for its period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VintageSpec {
+    pub by: VintageBy,
+    /// A fixed vintage instead of the latest one in effect.
+    pub fixed: Option<String>,
+}
+
+/// How a join key is normalized before matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalizer {
+    /// Canonical postal code of `country`.
+    PostalCode,
+    /// The postal area (Nordic/US prefix, UK outward code) of a postal code.
+    PostalArea,
+    /// Upper case, punctuation and whitespace folded, abbreviations written out.
+    Address,
+    /// Organisation number with its check digit verified (SE, DK).
+    OrgNumber,
+    /// Trimmed text, compared as is.
+    Exact,
+}
+
+/// One level of an enrichment join: the first level whose key matches names the row's
+/// `match_level`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinKey {
+    pub level: String,
+    /// Column of the input holding the key.
+    pub input: String,
+    /// Reference table of this level.
+    pub reference: Spanned<String>,
+    /// Column of the reference table holding the key.
+    pub key: String,
+    pub normalize: Normalizer,
+}
+
+/// Joins a table with reference data through ordered fallback keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrichSpec {
+    pub input: Spanned<String>,
+    /// Country whose postal-code and organisation-number rules apply.
+    pub country: Option<String>,
+    pub keys: Vec<JoinKey>,
+    /// Reference columns added to every input row (NULL when no level matched).
+    pub columns: Vec<String>,
+    /// Share of rows that must match at some level.
+    pub min_match_rate: Option<(f64, crate::pipeline::Severity)>,
+}

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use crate::diagnostic::{Location, Spanned};
 use crate::models::{
-    ArtifactRef, ClusterSpec, ClvSpec, LookalikeSpec, MatrixSpec, ModelsOptions, ParetoSpec,
-    PotentialSpec, RfmSpec, RulesSpec,
+    ArtifactRef, ClusterSpec, ClvSpec, EnrichSpec, LookalikeSpec, MatrixSpec, ModelsOptions,
+    ParetoSpec, PotentialSpec, RfmSpec, RulesSpec, VintageSpec,
 };
 use crate::period::Grain;
 
@@ -199,6 +199,8 @@ pub struct Source {
     pub drift: SchemaDrift,
     /// Excel: the sheet to read (the first one when not given).
     pub sheet: Option<String>,
+    /// Reference data in vintages: only the one in effect for the period is read.
+    pub vintage: Option<VintageSpec>,
 }
 
 /// What to do when a file's columns differ from the declaration: never a silent shift.
@@ -249,6 +251,15 @@ impl Step {
             StepKind::Clv(m) => vec![&m.input],
             StepKind::Lookalike(m) => vec![&m.customers, &m.prospects],
             StepKind::Potential(m) => vec![&m.customers, &m.market],
+            StepKind::Enrich(m) => {
+                let mut tables = vec![&m.input];
+                for key in &m.keys {
+                    if !tables.iter().any(|t| t.value == key.reference.value) {
+                        tables.push(&key.reference);
+                    }
+                }
+                tables
+            }
             StepKind::Identity(m) => m.inputs.iter().map(|i| &i.from).collect(),
         }
     }
@@ -265,6 +276,7 @@ impl Step {
             StepKind::Clv(_) => "clv",
             StepKind::Lookalike(_) => "lookalike",
             StepKind::Potential(_) => "potential",
+            StepKind::Enrich(_) => "enrich",
             StepKind::Identity(_) => "identity",
         }
     }
@@ -281,6 +293,7 @@ pub enum StepKind {
     Clv(ClvSpec),
     Lookalike(LookalikeSpec),
     Potential(PotentialSpec),
+    Enrich(EnrichSpec),
     Identity(IdentitySpec),
 }
 

@@ -52,7 +52,10 @@ pub(crate) struct FitContext<'a> {
 }
 
 pub(crate) fn is_model(step: &Step) -> bool {
-    !matches!(step.kind, StepKind::Sql(_) | StepKind::Identity(_))
+    !matches!(
+        step.kind,
+        StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_)
+    )
 }
 
 fn artifact_err(step: &str) -> impl Fn(ArtifactError) -> RunError + '_ {
@@ -174,7 +177,7 @@ async fn fit_step(
         StepKind::Clv(spec) => clv::fit(ctx, name, spec, period).await,
         StepKind::Lookalike(spec) => lookalike::fit(ctx, name, spec).await,
         StepKind::Potential(spec) => potential::fit(ctx, name, spec).await,
-        StepKind::Sql(_) | StepKind::Identity(_) => Err(not_a_model(name)),
+        StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_) => Err(not_a_model(name)),
     }
 }
 
@@ -200,7 +203,7 @@ async fn apply_step(
         StepKind::Potential(spec) => {
             potential::apply(ctx, name, spec, &typed(name, a, path)?).await
         }
-        StepKind::Sql(_) | StepKind::Identity(_) => Err(not_a_model(name)),
+        StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_) => Err(not_a_model(name)),
     }
 }
 
@@ -524,6 +527,19 @@ pub(crate) async fn explain_sql(
                 c = quote_ident(&spec.customer),
                 input = quote_ident(&spec.input.value)
             )
+        }
+        StepKind::Enrich(spec) => {
+            let refs: Vec<String> = (0..spec.keys.len())
+                .map(|i| format!("__explain_reference_{i}"))
+                .collect();
+            let ctes: Vec<String> = refs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| format!("{r} AS ({})", segflow_enrich::join::reference_sql(spec, i)))
+                .collect();
+            let body = segflow_enrich::join::enrich_sql(spec, &refs);
+            let body = body.strip_prefix("WITH ").unwrap_or(&body).to_string();
+            format!("WITH {}, {body}", ctes.join(", "))
         }
         StepKind::Sql(_) | StepKind::Identity(_) => {
             return Err(not_a_model(name));
