@@ -15,5 +15,6 @@ mod model_artifacts;
 mod models;
 mod outputs;
 mod privacy;
+mod profiles;
 mod reference;
 mod sources;

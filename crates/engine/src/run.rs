@@ -271,6 +271,18 @@ async fn execute(
                 }
                 enriched.df
             }
+            StepKind::Profile(spec) => {
+                crate::models::query(
+                    &ctx,
+                    name,
+                    &segflow_profiles::profile_sql(
+                        spec,
+                        request.period.start(),
+                        request.period.end(),
+                    ),
+                )
+                .await?
+            }
             _ if crate::models::is_model(step) => {
                 let (df, outcome) = crate::models::run_model_step(&ctx, step, &fit_context).await?;
                 parameters = Some(outcome.artifact.parameters.clone());

@@ -510,7 +510,7 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
     let name = m
         .required(ctx, "name")
         .and_then(|(n, p)| yaml::name(ctx, n, &p));
-    let has_enrich = m.has("enrich");
+    let has_enrich = m.has("enrich") || m.has("profile");
     let has_sql = m.has("sql") || has_enrich;
     let has_model = m.has("model");
     let mut artifact = None;
@@ -530,9 +530,18 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
             if m.has("sql") {
                 ctx.error(m.loc, path, "a step has one of `sql`, `model` or `enrich`");
             }
-            m.get("enrich")
-                .and_then(|(n, p)| models::enrich(ctx, n, &p))
-                .map(StepKind::Enrich)
+            if m.has("enrich") && m.has("profile") {
+                ctx.error(m.loc, path, "a step has one of `enrich` or `profile`");
+            }
+            if m.has("profile") {
+                m.get("profile")
+                    .and_then(|(n, p)| models::profile(ctx, n, &p))
+                    .map(StepKind::Profile)
+            } else {
+                m.get("enrich")
+                    .and_then(|(n, p)| models::enrich(ctx, n, &p))
+                    .map(StepKind::Enrich)
+            }
         }
         (true, false) => m
             .get("sql")

@@ -7,8 +7,9 @@ use crate::diagnostic::{Diagnostic, Spanned};
 use crate::models::{
     ArtifactRef, Axis, ClusterSpec, ClvSpec, EnrichSpec, FrequencyMeasure, JoinKey,
     LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
-    MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, RfmCuts, RfmSpec, RulesSpec,
-    ScoreMethod, SegmentRule, Split, TierBasis, TimeUnit, VintageBy, VintageSpec,
+    MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, ProfileMarket, ProfileOrders,
+    ProfileSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split, TierBasis, TimeUnit,
+    VintageBy, VintageSpec,
 };
 use crate::pipeline::Severity;
 use crate::yaml::{self, Ctx, Map, Node, loc};
@@ -910,5 +911,79 @@ pub(crate) fn enrich(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<E
         keys,
         columns,
         min_match_rate,
+    })
+}
+
+fn optional_name(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>, key: &'static str) -> Option<String> {
+    m.get(key)
+        .and_then(|(n, p)| yaml::name(ctx, n, &p))
+        .map(|s| s.value)
+}
+
+/// `profile: { customers, key, segment, by, revenue, margin, acquisition_cost, orders, market }`.
+pub(crate) fn profile(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<ProfileSpec> {
+    let mut m = yaml::map(ctx, node, path)?;
+    let customers = m
+        .required(ctx, "customers")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let key = column(ctx, &mut m, "key", "customer_id");
+    let segment = column(ctx, &mut m, "segment", "segment");
+    let by = optional_name(ctx, &mut m, "by");
+    let revenue = optional_name(ctx, &mut m, "revenue");
+    let margin = optional_name(ctx, &mut m, "margin");
+    let acquisition_cost = optional_name(ctx, &mut m, "acquisition_cost");
+    let orders = m.get("orders").and_then(|(n, p)| {
+        let mut o = yaml::map(ctx, n, &p)?;
+        let table = o
+            .required(ctx, "table")
+            .and_then(|(n, p)| yaml::name(ctx, n, &p));
+        let customer = column(ctx, &mut o, "customer", "customer_id");
+        let amount = column(ctx, &mut o, "amount", "amount");
+        let order_id = optional_name(ctx, &mut o, "order_id");
+        let date = column(ctx, &mut o, "date", "order_date");
+        let category = optional_name(ctx, &mut o, "category");
+        o.finish(ctx);
+        Some(ProfileOrders {
+            table: table?,
+            customer,
+            amount,
+            order_id,
+            date,
+            category,
+        })
+    });
+    let market = m.get("market").and_then(|(n, p)| {
+        let mut o = yaml::map(ctx, n, &p)?;
+        let table = o
+            .required(ctx, "table")
+            .and_then(|(n, p)| yaml::name(ctx, n, &p));
+        let market_by = o
+            .required(ctx, "by")
+            .and_then(|(n, p)| yaml::name(ctx, n, &p));
+        let households = column(ctx, &mut o, "households", "households");
+        o.finish(ctx);
+        Some(ProfileMarket {
+            table: table?,
+            by: market_by?.value,
+            households,
+        })
+    });
+    if market.is_some() && by.is_none() {
+        ctx.push(
+            Diagnostic::new(m.loc, &m.path, "a `market` table needs `by`")
+                .with_hint("penetration is customers / households per value of the `by` attribute"),
+        );
+    }
+    m.finish(ctx);
+    Some(ProfileSpec {
+        customers: customers?,
+        key,
+        segment,
+        by,
+        revenue,
+        margin,
+        acquisition_cost,
+        orders,
+        market,
     })
 }

@@ -27,8 +27,9 @@ pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
 pub use models::{
     ArtifactRef, Axis, ClusterSpec, ClvSpec, EnrichSpec, FrequencyMeasure, JoinKey,
     LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
-    MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, RfmCuts, RfmSpec, RulesSpec,
-    ScoreMethod, SegmentRule, Split, TierBasis, TimeUnit, VintageBy, VintageSpec,
+    MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, ProfileMarket, ProfileOrders,
+    ProfileSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split, TierBasis, TimeUnit,
+    VintageBy, VintageSpec,
 };
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{

@@ -337,3 +337,39 @@ pub struct EnrichSpec {
     /// Share of rows that must match at some level.
     pub min_match_rate: Option<(f64, crate::pipeline::Severity)>,
 }
+
+/// Orders behind a profile's order KPIs (average order value, orders per customer, category
+/// mix), counted within the period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileOrders {
+    pub table: Spanned<String>,
+    pub customer: String,
+    pub amount: String,
+    pub order_id: Option<String>,
+    pub date: String,
+    pub category: Option<String>,
+}
+
+/// A market or population table for penetration: households (or companies) per value of
+/// the profile's `by` attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileMarket {
+    pub table: Spanned<String>,
+    pub by: String,
+    pub households: String,
+}
+
+/// KPIs per segment (and per segment × attribute value), with indexes against all customers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileSpec {
+    /// One row per customer with the segment and attributes.
+    pub customers: Spanned<String>,
+    pub key: String,
+    pub segment: String,
+    pub by: Option<String>,
+    pub revenue: Option<String>,
+    pub margin: Option<String>,
+    pub acquisition_cost: Option<String>,
+    pub orders: Option<ProfileOrders>,
+    pub market: Option<ProfileMarket>,
+}

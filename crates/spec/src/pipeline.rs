@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::diagnostic::{Location, Spanned};
 use crate::models::{
     ArtifactRef, ClusterSpec, ClvSpec, EnrichSpec, LookalikeSpec, MatrixSpec, ModelsOptions,
-    ParetoSpec, PotentialSpec, RfmSpec, RulesSpec, VintageSpec,
+    ParetoSpec, PotentialSpec, ProfileSpec, RfmSpec, RulesSpec, VintageSpec,
 };
 use crate::period::Grain;
 
@@ -251,6 +251,12 @@ impl Step {
             StepKind::Clv(m) => vec![&m.input],
             StepKind::Lookalike(m) => vec![&m.customers, &m.prospects],
             StepKind::Potential(m) => vec![&m.customers, &m.market],
+            StepKind::Profile(m) => {
+                let mut tables = vec![&m.customers];
+                tables.extend(m.orders.as_ref().map(|o| &o.table));
+                tables.extend(m.market.as_ref().map(|o| &o.table));
+                tables
+            }
             StepKind::Enrich(m) => {
                 let mut tables = vec![&m.input];
                 for key in &m.keys {
@@ -277,6 +283,7 @@ impl Step {
             StepKind::Lookalike(_) => "lookalike",
             StepKind::Potential(_) => "potential",
             StepKind::Enrich(_) => "enrich",
+            StepKind::Profile(_) => "profile",
             StepKind::Identity(_) => "identity",
         }
     }
@@ -294,6 +301,7 @@ pub enum StepKind {
     Lookalike(LookalikeSpec),
     Potential(PotentialSpec),
     Enrich(EnrichSpec),
+    Profile(ProfileSpec),
     Identity(IdentitySpec),
 }
 

@@ -110,6 +110,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
             }
             StepKind::Pareto(_)
             | StepKind::Enrich(_)
+            | StepKind::Profile(_)
             | StepKind::Cluster(_)
             | StepKind::Lookalike(_)
             | StepKind::Potential(_)

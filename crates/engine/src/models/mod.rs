@@ -54,7 +54,7 @@ pub(crate) struct FitContext<'a> {
 pub(crate) fn is_model(step: &Step) -> bool {
     !matches!(
         step.kind,
-        StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_)
+        StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_) | StepKind::Profile(_)
     )
 }
 
@@ -177,7 +177,9 @@ async fn fit_step(
         StepKind::Clv(spec) => clv::fit(ctx, name, spec, period).await,
         StepKind::Lookalike(spec) => lookalike::fit(ctx, name, spec).await,
         StepKind::Potential(spec) => potential::fit(ctx, name, spec).await,
-        StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_) => Err(not_a_model(name)),
+        StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_) | StepKind::Profile(_) => {
+            Err(not_a_model(name))
+        }
     }
 }
 
@@ -203,7 +205,9 @@ async fn apply_step(
         StepKind::Potential(spec) => {
             potential::apply(ctx, name, spec, &typed(name, a, path)?).await
         }
-        StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_) => Err(not_a_model(name)),
+        StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_) | StepKind::Profile(_) => {
+            Err(not_a_model(name))
+        }
     }
 }
 
@@ -527,6 +531,9 @@ pub(crate) async fn explain_sql(
                 c = quote_ident(&spec.customer),
                 input = quote_ident(&spec.input.value)
             )
+        }
+        StepKind::Profile(spec) => {
+            segflow_profiles::profile_sql(spec, period.start(), period.end())
         }
         StepKind::Enrich(spec) => {
             let refs: Vec<String> = (0..spec.keys.len())
