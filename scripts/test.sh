@@ -11,7 +11,10 @@
 #           reference run, and write Excel fixtures the way other tools do.
 #           Plus the data sets of scripts/requirements-data.txt, installed without their
 #           dependencies because only their files are used: the CDNOW purchase sample from
-#           `lifetimes`, against which the CLV models are checked.
+#           `lifetimes`, against which the CLV models are checked, and the median household
+#           income by US ZIP code from `median-income`, joined in an enrichment test.
+#   chromium  (Debian package) when no Chromium is on PATH: the HTML report is rendered in
+#           headless Chromium and screenshotted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +27,17 @@ if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.fi
   echo "adding reference data sets to .venv (lifetimes: CDNOW sample)" >&2
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r scripts/requirements-data.txt
 fi
+if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('median_income') is None)" 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r scripts/requirements-data.txt
+fi
 export SEGFLOW_TEST_PYTHON="$PWD/.venv/bin/python"
+
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  echo "installing chromium (Debian package) for the report rendering test" >&2
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
 
 cargo test --workspace --locked "$@"

@@ -71,6 +71,13 @@ pub enum RawCommand {
         #[arg(long = "step")]
         steps: Vec<String>,
     },
+    /// Write the insight report (self-contained HTML) of a period that has been run.
+    Report {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long)]
+        period: String,
+    },
     /// Generate seeded demo or benchmark data (CRM exports and a geodemographic table).
     Generate {
         /// Directory to write `crm/` and `reference/` into.
@@ -134,6 +141,10 @@ pub enum Command {
         pipeline: PipelineRef,
         period: Period,
         steps: Vec<String>,
+    },
+    Report {
+        pipeline: PipelineRef,
+        period: Period,
     },
     Generate {
         out: PathBuf,
@@ -202,6 +213,13 @@ impl Command {
                 pipeline: pipeline(p)?,
                 period: period(&t)?,
                 steps,
+            },
+            RawCommand::Report {
+                pipeline: p,
+                period: t,
+            } => Command::Report {
+                pipeline: pipeline(p)?,
+                period: period(&t)?,
             },
             RawCommand::Generate {
                 out,

@@ -66,6 +66,7 @@ pub(crate) async fn dispatch(command: Command, arguments: Vec<String>) -> Exit {
             period,
             steps,
         } => explain(&pipeline, period, &steps).await,
+        Command::Report { pipeline, period } => report(&pipeline, period).await,
         Command::Generate { out, scale, format } => generate(&out, &scale, format),
         Command::Demo { dir, period } => crate::demo::demo(&dir, period, arguments).await,
     };
@@ -180,6 +181,16 @@ async fn explain(pipeline: &PipelineRef, period: Period, steps: &[String]) -> Re
     for e in explanations {
         println!("== step {} ==\n{}\n\n{}\n", e.step, e.sql.trim(), e.plan);
     }
+    Ok(Exit(exit::OK))
+}
+
+async fn report(pipeline: &PipelineRef, period: Period) -> Result<Exit, Exit> {
+    let (p, _) = load(pipeline, Some(period))?;
+    let path = segflow_engine::report(&p, period).await.map_err(|e| {
+        eprintln!("error: {e}");
+        Exit(e.exit_code())
+    })?;
+    println!("report: {}", path.display());
     Ok(Exit(exit::OK))
 }
 

@@ -17,4 +17,5 @@ mod outputs;
 mod privacy;
 mod profiles;
 mod reference;
+mod report;
 mod sources;

@@ -14,9 +14,11 @@ mod identity_step;
 mod key_functions;
 mod models;
 mod plan;
+mod report;
 mod run;
 mod session;
 
 pub use error::{RunError, exit};
 pub use plan::{PlanFile, PlanNode, PlanOutput, PlanReport, StepExplanation, explain, plan};
+pub use report::report;
 pub use run::{RunOutcome, RunRequest, run};

@@ -21,6 +21,7 @@ pub(crate) struct Decoded {
     pub grain_loc: crate::diagnostic::Location,
     pub output_dir: Option<String>,
     pub models: ModelsOptions,
+    pub report: Option<crate::models::ReportSpec>,
     pub engine: EngineOptions,
     pub pii_key_env: Option<String>,
     pub sources: Vec<Source>,
@@ -39,6 +40,7 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
             dir: String::new(),
             mode: ModelMode::Auto,
         },
+        report: None,
         engine: EngineOptions::default(),
         pii_key_env: None,
         sources: Vec::new(),
@@ -113,6 +115,24 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
             mode: ModelMode::Auto,
         },
     };
+    if let Some((n, p)) = top.get("report") {
+        out.report = models::report(ctx, n, &p);
+        if let Some(r) = &out.report
+            && !out
+                .outputs
+                .iter()
+                .any(|o| o.name.value == r.customers.value)
+        {
+            ctx.push(
+                Diagnostic::new(
+                    r.customers.loc,
+                    "report.customers",
+                    format!("no output named `{}`", r.customers.value),
+                )
+                .with_hint("the report reads an output's committed Parquet: name one of `outputs`"),
+            );
+        }
+    }
     top.finish(ctx);
     check_pii_key(ctx, &out, key_loc);
     out.output_dir = Some(output_dir);

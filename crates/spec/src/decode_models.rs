@@ -8,8 +8,8 @@ use crate::models::{
     ArtifactRef, Axis, ClusterSpec, ClvSpec, EnrichSpec, FrequencyMeasure, JoinKey,
     LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
     MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, ProfileMarket, ProfileOrders,
-    ProfileSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split, TierBasis, TimeUnit,
-    VintageBy, VintageSpec,
+    ProfileSpec, ReportSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split,
+    TierBasis, TimeUnit, VintageBy, VintageSpec,
 };
 use crate::pipeline::Severity;
 use crate::yaml::{self, Ctx, Map, Node, loc};
@@ -985,5 +985,28 @@ pub(crate) fn profile(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<
         acquisition_cost,
         orders,
         market,
+    })
+}
+
+/// `report: { customers, segment, best, by, title }`.
+pub(crate) fn report(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<ReportSpec> {
+    let mut m = yaml::map(ctx, node, path)?;
+    let customers = m
+        .required(ctx, "customers")
+        .and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let segment = column(ctx, &mut m, "segment", "segment");
+    let best = name_list(ctx, &mut m, "best", true);
+    let by = name_list(ctx, &mut m, "by", false);
+    let title = m
+        .get("title")
+        .and_then(|(n, p)| yaml::string(ctx, n, &p))
+        .map(|s| s.value);
+    m.finish(ctx);
+    Some(ReportSpec {
+        customers: customers?,
+        segment,
+        best,
+        by,
+        title,
     })
 }

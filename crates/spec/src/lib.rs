@@ -28,8 +28,8 @@ pub use models::{
     ArtifactRef, Axis, ClusterSpec, ClvSpec, EnrichSpec, FrequencyMeasure, JoinKey,
     LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
     MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, ProfileMarket, ProfileOrders,
-    ProfileSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split, TierBasis, TimeUnit,
-    VintageBy, VintageSpec,
+    ProfileSpec, ReportSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split,
+    TierBasis, TimeUnit, VintageBy, VintageSpec,
 };
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{
@@ -127,6 +127,7 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
         grain: pipeline.grain.unwrap_or(Grain::Year),
         output_dir: pipeline.output_dir.unwrap_or_default(),
         models: pipeline.models,
+        report: pipeline.report,
         engine: pipeline.engine,
         pii_key_env: pipeline.pii_key_env,
         sources: pipeline.sources,

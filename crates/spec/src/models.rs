@@ -373,3 +373,16 @@ pub struct ProfileSpec {
     pub orders: Option<ProfileOrders>,
     pub market: Option<ProfileMarket>,
 }
+
+/// The pipeline's `report:` block: what `segflow report` charts for a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportSpec {
+    /// An output with one row per customer.
+    pub customers: Spanned<String>,
+    pub segment: String,
+    /// Segment values that make up the best segment.
+    pub best: Vec<String>,
+    /// Attributes whose distributions are charted (region, income band, geodemographic group).
+    pub by: Vec<String>,
+    pub title: Option<String>,
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::diagnostic::{Location, Spanned};
 use crate::models::{
     ArtifactRef, ClusterSpec, ClvSpec, EnrichSpec, LookalikeSpec, MatrixSpec, ModelsOptions,
-    ParetoSpec, PotentialSpec, ProfileSpec, RfmSpec, RulesSpec, VintageSpec,
+    ParetoSpec, PotentialSpec, ProfileSpec, ReportSpec, RfmSpec, RulesSpec, VintageSpec,
 };
 use crate::period::Grain;
 
@@ -21,6 +21,8 @@ pub struct Pipeline {
     pub output_dir: String,
     /// Where model artifacts live and whether this pipeline fits or applies them.
     pub models: ModelsOptions,
+    /// What `segflow report` shows.
+    pub report: Option<ReportSpec>,
     pub engine: EngineOptions,
     /// Environment variable holding the key for `pii: hash` columns (never the key itself).
     pub pii_key_env: Option<String>,
