@@ -234,3 +234,111 @@ fn a_reference_key_twice_is_refused() {
         run.stderr
     );
 }
+
+/// A real public table: median household income by US ZIP code (U.S. Census Bureau ACS
+/// 2020–2024, shipped by the PyPI package `median-income` 1.0.0), joined to generated
+/// customers whose ZIPs are written as exports write them (ZIP+4, leading zero lost), with a
+/// fallback to the 3-digit ZIP prefix. Expected values come from pyarrow, not from segflow.
+#[test]
+fn a_real_zip_code_income_table_joins_through_the_pipeline() {
+    let script = r#"
+import importlib.util, json, os
+import pyarrow.compute as pc, pyarrow.parquet as pq
+path = os.path.join(os.path.dirname(importlib.util.find_spec('median_income').origin), 'data', 'US.parquet')
+t = pq.read_table(path)
+t = t.filter(pc.equal(t['level'], 'zipcode')).filter(pc.is_valid(t.filter(pc.equal(t['level'], 'zipcode'))['median_income']))
+income = dict(zip(t['zipcode'].to_pylist(), t['median_income'].to_pylist()))
+zips = sorted(income)
+zero = next(z for z in zips if z.startswith('00'))
+plain, plus4 = zips[1000], zips[2000]
+by3 = {}
+for z, v in income.items():
+    by3.setdefault(z[:3], []).append(v)
+missing = next(p + f'{n:02d}' for p in sorted(by3) for n in range(100) if p + f'{n:02d}' not in income)
+print(json.dumps({
+    'path': path,
+    'customers': [
+        ['k1', plain, 'zipcode', income[plain]],
+        ['k2', plus4 + '-1234', 'zipcode', income[plus4]],
+        ['k3', zero.lstrip('0'), 'zipcode', income[zero]],
+        ['k4', missing, 'zip3', sum(by3[missing[:3]]) / len(by3[missing[:3]])],
+        ['k5', 'ABCDE', None, None],
+    ],
+}))
+"#;
+    let expected: serde_json::Value =
+        serde_json::from_str(&crate::common::run_python(["-c", script])).expect("json");
+    let s = Scratch::new();
+    let mut csv = String::from("customer_id,zip\n");
+    for c in expected["customers"].as_array().expect("customers") {
+        csv.push_str(&format!(
+            "{},{}\n",
+            c[0].as_str().expect("id"),
+            c[1].as_str().expect("zip")
+        ));
+    }
+    s.write("customers.csv", &csv);
+    let p = s.write(
+        "p.yaml",
+        &format!(
+            r#"
+pipeline: us_income
+period: year
+sources:
+  customers:
+    path: customers.csv
+    schema: {{ customer_id: string, zip: string }}
+  zip_income:
+    path: {path}
+    schema: {{ level: string, zipcode: string, median_income: double, year: int32 }}
+    schema_drift: {{ added: ignore }}
+steps:
+  - name: by_zip
+    sql: SELECT zipcode, median_income FROM zip_income WHERE level = 'zipcode' AND median_income IS NOT NULL
+  - name: by_zip3
+    sql: SELECT substr(zipcode, 1, 3) AS zip3, avg(median_income) AS median_income FROM by_zip GROUP BY 1
+  - name: customers_income
+    enrich:
+      input: customers
+      country: US
+      keys:
+        - {{ level: zipcode, input: zip, reference: by_zip, key: zipcode, normalize: postal_code }}
+        - {{ level: zip3, input: zip, reference: by_zip3, key: zip3, normalize: postal_area }}
+      columns: [median_income]
+outputs:
+  customers_income: {{ from: customers_income, order_by: [customer_id] }}
+"#,
+            path = expected["path"].as_str().expect("path")
+        ),
+    );
+    let run = run_pipeline(&p, "2025", s.dir.path());
+    run.assert_code(0);
+    let rows = output(
+        &s,
+        "customers_income",
+        "2025",
+        &["customer_id", "median_income", "match_level"],
+    );
+    for (row, want) in rows
+        .iter()
+        .zip(expected["customers"].as_array().expect("customers"))
+    {
+        assert_eq!(row[0], want[0].as_str().expect("id"));
+        match want[3].as_f64() {
+            Some(income) => {
+                let got: f64 = row[1].parse().expect("income");
+                assert!((got - income).abs() < 1e-6, "{}: {got} vs {income}", row[0]);
+                assert_eq!(row[2], want[2].as_str().expect("level"));
+            }
+            None => assert_eq!((row[1].as_str(), row[2].as_str()), ("NULL", "NULL")),
+        }
+    }
+    let params = step_parameters(&run, "customers_income");
+    assert_eq!(
+        (
+            params["levels"][0]["invalid_keys"].clone(),
+            params["unmatched"].clone()
+        ),
+        (1.into(), 1.into())
+    );
+}
