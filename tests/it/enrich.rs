@@ -342,3 +342,127 @@ outputs:
         (1.into(), 1.into())
     );
 }
+
+/// Firmographic and behavioural enrichment, declared like the geodemographic one.
+///
+/// Organisation numbers as CRMs hold them: `556036-0793`, `5560360793` and `165560360793`
+/// are one company (Luhn-valid); `556036-0794` fails its check digit (invalid key).
+/// Web events in 2025 per customer (the 2024 event does not count):
+/// b1: sessions s1, s2 (2), page views 3 + 5 = 8, devices mobile ×2 → mobile, last visit
+/// 2025-06-02; b2: one session, 1 page view, desktop, 2025-03-01; b3: none → NULLs.
+/// The industry crosswalk re-codes the 2007 code `62.01` to the 2025 code `J62.1`; `47.91`
+/// has no row and is kept.
+#[test]
+fn firmographic_and_behavioural_enrichment() {
+    let s = Scratch::new();
+    s.write(
+        "customers.csv",
+        "customer_id,org_no\nb1,556036-0793\nb2,5560360793\nb3,165560360793\nb4,556036-0794\n",
+    );
+    s.write(
+        "companies.csv",
+        "org_no,employees,industry\n5560360793,120,62.01\n5569990001,5,47.91\n",
+    );
+    s.write("industry_crosswalk.csv", "old_code,new_code\n62.01,J62.1\n");
+    s.write(
+        "events.csv",
+        "customer_id,session_id,event_time,device,page_views
+b1,s1,2025-06-01T10:00:00,mobile,3
+b1,s2,2025-06-02T11:00:00,mobile,5
+b2,s3,2025-03-01T09:00:00,desktop,1
+b2,s0,2024-12-31T23:00:00,tablet,9
+",
+    );
+    let p = s.write(
+        "p.yaml",
+        r#"
+pipeline: b2b
+period: year
+sources:
+  customers:
+    path: customers.csv
+    schema: { customer_id: string, org_no: string }
+  companies:
+    path: companies.csv
+    schema: { org_no: string, employees: int64, industry: string }
+  industry_crosswalk:
+    path: industry_crosswalk.csv
+    schema: { old_code: string, new_code: string }
+  events:
+    path: events.csv
+    schema: { customer_id: string, session_id: string, event_time: timestamp, device: string, page_views: int64 }
+steps:
+  - name: web_activity
+    sql: |
+      SELECT customer_id, count(DISTINCT session_id) AS sessions, sum(page_views) AS page_views,
+             max(event_time) AS last_visit,
+             first_value(device ORDER BY device_events DESC, device ASC) AS main_device
+      FROM (
+        SELECT e.*, count(*) OVER (PARTITION BY customer_id, device) AS device_events
+        FROM events e
+        WHERE event_time >= ${period.start} AND event_time < ${period.end}
+      ) AS t
+      GROUP BY customer_id
+  - name: with_firmographics
+    enrich:
+      input: customers
+      country: SE
+      keys: [ { level: org_number, input: org_no, reference: companies, key: org_no, normalize: org_number } ]
+      columns: [employees, industry]
+      crosswalk: { table: industry_crosswalk, column: industry, from: old_code, to: new_code }
+  - name: with_behaviour
+    enrich:
+      input: with_firmographics
+      keys: [ { level: customer, input: customer_id, reference: web_activity, key: customer_id } ]
+      columns: [sessions, page_views, main_device, last_visit]
+      match_column: web_match
+outputs:
+  customers_b2b: { from: with_behaviour, order_by: [customer_id] }
+"#,
+    );
+    let run = run_pipeline(&p, "2025", s.dir.path());
+    run.assert_code(0);
+    let rows = output(
+        &s,
+        "customers_b2b",
+        "2025",
+        &[
+            "customer_id",
+            "employees",
+            "industry",
+            "sessions",
+            "page_views",
+            "main_device",
+            "last_visit",
+        ],
+    );
+    let expected = [
+        [
+            "b1",
+            "120",
+            "J62.1",
+            "2",
+            "8",
+            "mobile",
+            "2025-06-02T11:00:00",
+        ],
+        [
+            "b2",
+            "120",
+            "J62.1",
+            "1",
+            "1",
+            "desktop",
+            "2025-03-01T09:00:00",
+        ],
+        ["b3", "120", "J62.1", "NULL", "NULL", "NULL", "NULL"],
+        ["b4", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL"],
+    ];
+    assert_eq!(
+        rows,
+        expected.map(|r| r.map(String::from).to_vec()).to_vec()
+    );
+    let firmo = step_parameters(&run, "with_firmographics");
+    assert_eq!(firmo["levels"][0]["invalid_keys"], 1);
+    assert_eq!(firmo["levels"][0]["matched"], 3);
+}

@@ -28,6 +28,33 @@ pub(crate) async fn run_enrich(
 ) -> Result<Enriched, RunError> {
     let inputs: Vec<&str> = spec.keys.iter().map(|k| k.input.as_str()).collect();
     require_columns(ctx, step, &spec.input.value, &inputs).await?;
+    let input_columns: Vec<String> = ctx
+        .table(spec.input.value.as_str())
+        .await
+        .map_err(crate::models::df_err(step))?
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let clashes: Vec<&String> = spec
+        .columns
+        .iter()
+        .chain(std::iter::once(&spec.match_column))
+        .filter(|c| input_columns.contains(c))
+        .collect();
+    if !clashes.is_empty() {
+        return Err(RunError::StepInput {
+            step: step.to_string(),
+            message: format!(
+                "input `{}` already has column(s) {clashes:?}; enrich other columns, or name the match column with `match_column`",
+                spec.input.value
+            ),
+        });
+    }
+    if let Some(w) = &spec.crosswalk {
+        require_columns(ctx, step, &w.table.value, &[w.from.as_str(), w.to.as_str()]).await?;
+    }
     let mut references = Vec::new();
     for (i, key) in spec.keys.iter().enumerate() {
         let mut cols = vec![key.key.as_str()];
@@ -79,7 +106,10 @@ pub(crate) async fn run_enrich(
     let counts = collect(
         ctx,
         step,
-        &format!("SELECT match_level, count(*) AS n FROM \"{enriched}\" GROUP BY match_level"),
+        &format!(
+            "SELECT {m} AS match_level, count(*) AS n FROM \"{enriched}\" GROUP BY {m}",
+            m = segflow_models::quote_ident(&spec.match_column)
+        ),
     )
     .await?;
     let levels_seen = string_column(step, &counts, "match_level")?;

@@ -54,13 +54,31 @@ fn normalized(n: Normalizer, column: &str, country: Option<&str>, reference_side
 pub fn reference_sql(spec: &EnrichSpec, level: usize) -> String {
     let key = &spec.keys[level];
     let k = reference_key(key, spec.country.as_deref());
+    let cw = spec.crosswalk.as_ref();
     let cols: Vec<String> = spec
         .columns
         .iter()
-        .map(|c| format!("r.{}", ident(c)))
+        .map(|c| match cw {
+            // A re-coded column: the new code where the crosswalk has one, else the code as is.
+            Some(w) if &w.column == c => format!(
+                "coalesce(CAST(cw.{} AS VARCHAR), CAST(r.{} AS VARCHAR)) AS {}",
+                ident(&w.to),
+                ident(c),
+                ident(c)
+            ),
+            _ => format!("r.{}", ident(c)),
+        })
         .collect();
+    let join = cw.map_or_else(String::new, |w| {
+        format!(
+            " LEFT JOIN {} AS cw ON CAST(cw.{} AS VARCHAR) = CAST(r.{} AS VARCHAR)",
+            ident(&w.table.value),
+            ident(&w.from),
+            ident(&w.column)
+        )
+    });
     format!(
-        "SELECT {k} AS __key, {} FROM {} AS r WHERE {k} IS NOT NULL",
+        "SELECT {k} AS __key, {} FROM {} AS r{join} WHERE {k} IS NOT NULL",
         cols.join(", "),
         ident(&key.reference.value)
     )
@@ -135,7 +153,7 @@ pub fn enrich_sql(spec: &EnrichSpec, references: &[String]) -> String {
         .iter()
         .map(|c| format!("{} AS {}", pick(Some(c)), ident(c)))
         .collect();
-    columns.push(format!("{} AS match_level", pick(None)));
+    columns.push(format!("{} AS {}", pick(None), ident(&spec.match_column)));
     let excluded: Vec<String> = (0..spec.keys.len()).map(|i| format!("__k{i}")).collect();
     format!(
         "WITH i AS (SELECT i.*, {keys} FROM {input} AS i)

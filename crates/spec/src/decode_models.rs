@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 
 use crate::diagnostic::{Diagnostic, Spanned};
 use crate::models::{
-    ArtifactRef, Axis, ClusterSpec, ClvSpec, EnrichSpec, FrequencyMeasure, JoinKey,
+    ArtifactRef, Axis, ClusterSpec, ClvSpec, Crosswalk, EnrichSpec, FrequencyMeasure, JoinKey,
     LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
     MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, ProfileMarket, ProfileOrders,
     ProfileSpec, ReportSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split,
@@ -904,6 +904,36 @@ pub(crate) fn enrich(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<E
             None
         }
     });
+    let crosswalk = m.get("crosswalk").and_then(|(n, p)| {
+        let mut c = yaml::map(ctx, n, &p)?;
+        let table = c
+            .required(ctx, "table")
+            .and_then(|(n, p)| yaml::name(ctx, n, &p));
+        let column = c
+            .required(ctx, "column")
+            .and_then(|(n, p)| yaml::name(ctx, n, &p));
+        let from = column_default(ctx, &mut c, "from", "from_code");
+        let to = column_default(ctx, &mut c, "to", "to_code");
+        c.finish(ctx);
+        let column = column?.value;
+        if !columns.contains(&column) {
+            ctx.push(
+                Diagnostic::new(
+                    loc(n),
+                    &p,
+                    format!("`{column}` is not one of the enriched `columns`"),
+                )
+                .with_hint("the crosswalk re-codes a column the step adds"),
+            );
+        }
+        Some(Crosswalk {
+            table: table?,
+            column,
+            from,
+            to,
+        })
+    });
+    let match_column = column(ctx, &mut m, "match_column", "match_level");
     m.finish(ctx);
     Some(EnrichSpec {
         input: input?,
@@ -911,7 +941,18 @@ pub(crate) fn enrich(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<E
         keys,
         columns,
         min_match_rate,
+        crosswalk,
+        match_column,
     })
+}
+
+fn column_default(
+    ctx: &mut Ctx<'_>,
+    m: &mut Map<'_, '_>,
+    key: &'static str,
+    default: &str,
+) -> String {
+    column(ctx, m, key, default)
 }
 
 fn optional_name(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>, key: &'static str) -> Option<String> {

@@ -25,7 +25,7 @@ use saphyr::LoadableYamlNode;
 
 pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
 pub use models::{
-    ArtifactRef, Axis, ClusterSpec, ClvSpec, EnrichSpec, FrequencyMeasure, JoinKey,
+    ArtifactRef, Axis, ClusterSpec, ClvSpec, Crosswalk, EnrichSpec, FrequencyMeasure, JoinKey,
     LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
     MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, ProfileMarket, ProfileOrders,
     ProfileSpec, ReportSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split,

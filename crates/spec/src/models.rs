@@ -325,6 +325,18 @@ pub struct JoinKey {
     pub normalize: Normalizer,
 }
 
+/// Re-codes a classification column of the reference data (e.g. 2014 Mosaic types into
+/// the 2024 generation) so periods before and after a model change compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crosswalk {
+    pub table: Spanned<String>,
+    /// The reference column to re-code.
+    pub column: String,
+    /// Crosswalk columns: old code → new code. Codes without a row are kept.
+    pub from: String,
+    pub to: String,
+}
+
 /// Joins a table with reference data through ordered fallback keys.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnrichSpec {
@@ -336,6 +348,10 @@ pub struct EnrichSpec {
     pub columns: Vec<String>,
     /// Share of rows that must match at some level.
     pub min_match_rate: Option<(f64, crate::pipeline::Severity)>,
+    pub crosswalk: Option<Crosswalk>,
+    /// Output column naming each row's match level (`match_level` unless given; chained
+    /// enrichments need distinct names).
+    pub match_column: String,
 }
 
 /// Orders behind a profile's order KPIs (average order value, orders per customer, category

@@ -261,9 +261,10 @@ impl Step {
             }
             StepKind::Enrich(m) => {
                 let mut tables = vec![&m.input];
-                for key in &m.keys {
-                    if !tables.iter().any(|t| t.value == key.reference.value) {
-                        tables.push(&key.reference);
+                let references = m.keys.iter().map(|k| &k.reference);
+                for table in references.chain(m.crosswalk.as_ref().map(|c| &c.table)) {
+                    if !tables.iter().any(|t| t.value == table.value) {
+                        tables.push(table);
                     }
                 }
                 tables
