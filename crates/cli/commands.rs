@@ -184,7 +184,7 @@ async fn explain(pipeline: &PipelineRef, period: Period, steps: &[String]) -> Re
     Ok(Exit(exit::OK))
 }
 
-async fn report(pipeline: &PipelineRef, period: Period) -> Result<Exit, Exit> {
+pub(crate) async fn report(pipeline: &PipelineRef, period: Period) -> Result<Exit, Exit> {
     let (p, _) = load(pipeline, Some(period))?;
     let path = segflow_engine::report(&p, period).await.map_err(|e| {
         eprintln!("error: {e}");

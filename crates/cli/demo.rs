@@ -61,15 +61,12 @@ pub(crate) async fn demo(dir: &Path, period: Period, arguments: Vec<String>) -> 
     let yearly = pipeline_file(&dir, YEARLY_PIPELINE)
         .map_err(|e| fail("cannot write the demo pipeline", &e))?;
     println!("pipeline:  {}", yearly.display());
-    let fitted = crate::commands::run(
-        &PipelineRef {
-            path: yearly,
-            vars: vars.clone(),
-        },
-        period,
-        arguments.clone(),
-    )
-    .await?;
+    let yearly = PipelineRef {
+        path: yearly,
+        vars: vars.clone(),
+    };
+    let fitted = crate::commands::run(&yearly, period, arguments.clone()).await?;
+    crate::commands::report(&yearly, period).await?;
     let Some(month) = first_month_after(period) else {
         return Ok(fitted);
     };
