@@ -169,9 +169,9 @@ customers with its share among all customers (100 = average); groups with index 
                     )
                 })
                 .collect();
-            let _ = write!(
+            let _ = writeln!(
                 html,
-                "<p class=\"over\" data-attribute=\"{}\">Over-represented among the best customers: {}.</p>\n",
+                "<p class=\"over\" data-attribute=\"{}\">Over-represented among the best customers: {}.</p>",
                 escape(&d.attribute),
                 names.join(", ")
             );
