@@ -13,7 +13,7 @@ use segflow_spec::LookalikeSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::rfm::double;
-use crate::sql::{quote_ident, quote_literal};
+use crate::sql::{pick_extreme, quote_ident, quote_literal};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValueIndex {
@@ -143,23 +143,11 @@ pub fn score_sql(spec: &LookalikeSpec, model: &LookalikeModel) -> String {
         }
         let score = format!("100.0 / (1.0 + sqrt({}))", squares.join(" + "));
         // The attribute with the smallest gap; ties go to the first listed.
-        let mut reason = String::from("NULL");
-        for (attr, gap) in gaps.iter().rev() {
-            let others: Vec<String> = gaps
-                .iter()
-                .filter(|(a, _)| a != attr)
-                .map(|(_, g)| format!("{gap} <= {g}"))
-                .collect();
-            let cond = if others.is_empty() {
-                "true".to_string()
-            } else {
-                others.join(" AND ")
-            };
-            reason = format!(
-                "CASE WHEN {cond} THEN {} ELSE {reason} END",
-                quote_literal(&format!("closest on {attr}"))
-            );
-        }
+        let candidates: Vec<(String, String)> = gaps
+            .iter()
+            .map(|(attr, gap)| (gap.clone(), quote_literal(&format!("closest on {attr}"))))
+            .collect();
+        let reason = pick_extreme(&candidates, "<=");
         (cols, score, reason)
     } else {
         let mut cols = Vec::new();
@@ -192,25 +180,20 @@ pub fn score_sql(spec: &LookalikeSpec, model: &LookalikeModel) -> String {
                 .collect::<Vec<_>>()
                 .join(" + ")
         );
-        let mut reason = String::from("NULL");
-        for (attr, col) in names.iter().rev() {
-            let c = quote_ident(col);
-            let others: Vec<String> = names
-                .iter()
-                .filter(|(a, _)| a != attr)
-                .map(|(_, o)| format!("{c} >= {}", quote_ident(o)))
-                .collect();
-            let cond = if others.is_empty() {
-                "true".to_string()
-            } else {
-                others.join(" AND ")
-            };
-            reason = format!(
-                "CASE WHEN {cond} THEN concat({}, CAST(scored.{} AS VARCHAR), ' (index ', CAST(CAST(round({c}) AS BIGINT) AS VARCHAR), ')') ELSE {reason} END",
-                quote_literal(&format!("{attr}=")),
-                quote_ident(attr),
-            );
-        }
+        // The most over-represented value; ties go to the first attribute listed.
+        let candidates: Vec<(String, String)> = names
+            .iter()
+            .map(|(attr, col)| {
+                let c = quote_ident(col);
+                let label = format!(
+                    "concat({}, CAST(scored.{} AS VARCHAR), ' (index ', CAST(CAST(round({c}) AS BIGINT) AS VARCHAR), ')')",
+                    quote_literal(&format!("{attr}=")),
+                    quote_ident(attr),
+                );
+                (c, label)
+            })
+            .collect();
+        let reason = pick_extreme(&candidates, ">=");
         (cols, score, reason)
     };
     format!(

@@ -10,7 +10,7 @@ use segflow_spec::PotentialSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::rfm::double;
-use crate::sql::{quote_ident, quote_literal};
+use crate::sql::{pick_extreme, quote_ident, quote_literal};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LevelCoefficient {
@@ -180,24 +180,12 @@ pub fn apply_sql(spec: &PotentialSpec, model: &PotentialModel) -> String {
         .iter()
         .map(|(name, _)| quote_ident(&format!("__term_{name}")))
         .collect();
-    let mut reason = String::from("NULL");
-    for (name, _) in terms.iter().rev() {
-        let me = quote_ident(&format!("__term_{name}"));
-        let others: Vec<String> = terms
-            .iter()
-            .filter(|(o, _)| o != name)
-            .map(|(o, _)| format!("{me} >= {}", quote_ident(&format!("__term_{o}"))))
-            .collect();
-        let cond = if others.is_empty() {
-            "true".to_string()
-        } else {
-            others.join(" AND ")
-        };
-        reason = format!(
-            "CASE WHEN {cond} THEN {} ELSE {reason} END",
-            quote_literal(name)
-        );
-    }
+    // The term that adds the most; ties go to the first predictor listed.
+    let candidates: Vec<(String, String)> = terms
+        .iter()
+        .map(|(name, _)| (quote_ident(&format!("__term_{name}")), quote_literal(name)))
+        .collect();
+    let reason = pick_extreme(&candidates, ">=");
     let key = quote_ident(&spec.key);
     let market_cols = "m.*";
     format!(

@@ -123,6 +123,22 @@ fn codes(values: &[Option<String>], levels: &[Option<String>], rows: &[usize]) -
         .collect()
 }
 
+/// The usable rows' features as columns: numeric values, and categories coded by `levels`.
+fn columns(rows: &Rows, levels: &[Levels], usable: &[usize]) -> (Vec<Vec<f64>>, Vec<Vec<u32>>) {
+    let numeric = rows
+        .numeric
+        .iter()
+        .map(|c| usable.iter().map(|&r| c[r].unwrap_or_default()).collect())
+        .collect();
+    let categorical = rows
+        .categorical
+        .iter()
+        .zip(levels)
+        .map(|(values, l)| codes(values, &l.levels, usable))
+        .collect();
+    (numeric, categorical)
+}
+
 /// Assigns every complete row and builds the output: key, features, `cluster`.
 fn output(
     ctx: &SessionContext,
@@ -132,17 +148,7 @@ fn output(
     stored: &ClusterModel,
 ) -> Result<DataFrame, RunError> {
     let usable = complete(rows);
-    let numeric: Vec<Vec<f64>> = rows
-        .numeric
-        .iter()
-        .map(|c| usable.iter().map(|&r| c[r].unwrap_or_default()).collect())
-        .collect();
-    let categorical: Vec<Vec<u32>> = rows
-        .categorical
-        .iter()
-        .zip(&stored.categorical)
-        .map(|(values, levels)| codes(values, &levels.levels, &usable))
-        .collect();
+    let (numeric, categorical) = columns(rows, &stored.categorical, &usable);
     let features = Features {
         numeric: numeric.iter().map(Vec::as_slice).collect(),
         categorical: categorical.iter().map(Vec::as_slice).collect(),
@@ -195,17 +201,7 @@ pub(super) async fn fit(
                 .collect(),
         })
         .collect();
-    let numeric: Vec<Vec<f64>> = rows
-        .numeric
-        .iter()
-        .map(|c| usable.iter().map(|&r| c[r].unwrap_or_default()).collect())
-        .collect();
-    let categorical: Vec<Vec<u32>> = rows
-        .categorical
-        .iter()
-        .zip(&levels)
-        .map(|(values, l)| codes(values, &l.levels, &usable))
-        .collect();
+    let (numeric, categorical) = columns(&rows, &levels, &usable);
     let features = Features {
         numeric: numeric.iter().map(Vec::as_slice).collect(),
         categorical: categorical.iter().map(Vec::as_slice).collect(),
