@@ -536,22 +536,34 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
     let mut artifact = None;
     let kind = match (has_sql, has_model) {
         (true, true) => {
-            ctx.error(m.loc, path, "a step has one of `sql`, `model` or `enrich`");
+            ctx.error(
+                m.loc,
+                path,
+                "a step has one of `sql`, `model`, `enrich` or `profile`",
+            );
             None
         }
         (false, false) => {
             ctx.push(
-                Diagnostic::new(m.loc, path, "a step needs `sql`, `model` or `enrich`")
+                Diagnostic::new(m.loc, path, "a step needs `sql`, `model`, `enrich` or `profile`")
                     .with_hint("write `sql: SELECT ...`, `enrich: { input: …, keys: […] }` or `model: rfm` (or pareto, matrix, rules, kmeans, kprototypes, clv, lookalike, potential, identity)"),
             );
             None
         }
         (true, false) if has_enrich => {
             if m.has("sql") {
-                ctx.error(m.loc, path, "a step has one of `sql`, `model` or `enrich`");
+                ctx.error(
+                    m.loc,
+                    path,
+                    "a step has one of `sql`, `model`, `enrich` or `profile`",
+                );
             }
             if m.has("enrich") && m.has("profile") {
-                ctx.error(m.loc, path, "a step has one of `enrich` or `profile`");
+                ctx.error(
+                    m.loc,
+                    path,
+                    "a step has one of `sql`, `model`, `enrich` or `profile`",
+                );
             }
             if m.has("profile") {
                 m.get("profile")

@@ -213,7 +213,7 @@ outputs:
     assert!(
         messages
             .iter()
-            .any(|m| m.starts_with("a step needs `sql` or `model`"))
+            .any(|m| m.starts_with("a step needs `sql`, `model`, `enrich` or `profile`"))
     );
 }
 
