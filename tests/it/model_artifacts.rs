@@ -629,3 +629,157 @@ outputs:
     assert!((q2 - 100.0 / (1.0 + distance)).abs() < 1e-9, "{q2}");
     assert_eq!(rows[1][2], "closest on age");
 }
+
+/// A customer without a value ranks last and lands in the rest tier, in the fit as in apply.
+/// With c11 (NULL revenue) added to the ten values, c01 keeps rank 1 and c11 is rank 11.
+#[test]
+fn a_customer_without_a_value_is_in_the_rest_tier() {
+    let s = Scratch::new();
+    s.write("values.csv", &format!("{VALUES}c11,,1\n"));
+    let p = s.write(
+        "p.yaml",
+        r#"
+pipeline: tiers
+period: year
+sources:
+  values:
+    path: values.csv
+    schema: { customer_id: string, revenue: int64, orders: int64 }
+steps:
+  - name: tier
+    model: pareto
+    input: values
+    value: revenue
+outputs:
+  tier: { from: tier, order_by: [customer_id] }
+"#,
+    );
+    run_pipeline(&p, "2025", s.dir.path()).assert_code(0);
+    let rows = output(&s, "tier", "2025", &["customer_id", "value_rank", "tier"]);
+    assert_eq!(rows[0], row(&["c01", "1", "A"]));
+    assert_eq!(rows[10], row(&["c11", "11", "C"]));
+}
+
+/// `monetary: mean` of integer amounts is not an integer division: (100 + 51) / 2 = 75.5.
+#[test]
+fn rfm_mean_of_integer_amounts() {
+    let s = Scratch::new();
+    s.write("orders.csv", "order_id,customer_id,order_date,amount\n1,A,2025-03-01,100\n2,A,2025-04-01,51\n3,B,2025-05-01,10\n");
+    let p = s.write(
+        "p.yaml",
+        r#"
+pipeline: mean
+period: year
+sources:
+  orders:
+    path: orders.csv
+    schema: { order_id: int64, customer_id: string, order_date: date, amount: int64 }
+steps:
+  - name: rfm
+    model: rfm
+    input: orders
+    order_id: order_id
+    monetary: mean
+    scores: { bins: 2, method: quantile }
+    segments: [ { name: All, when: true } ]
+outputs:
+  rfm: { from: rfm, order_by: [customer_id] }
+"#,
+    );
+    run_pipeline(&p, "2025", s.dir.path()).assert_code(0);
+    let rows = output(&s, "rfm", "2025", &["customer_id", "monetary"]);
+    assert_eq!(rows, vec![row(&["A", "75.5"]), row(&["B", "10.0"])]);
+}
+
+/// A run that fails its checks writes no artifact; the manifest says it was not committed.
+#[test]
+fn a_failed_run_writes_no_artifact() {
+    let s = Scratch::new();
+    s.write("orders.csv", YEARLY_ORDERS);
+    let text = rfm_pipeline("year", YEARLY_SEGMENTS).replace(
+        "    model: rfm\n",
+        "    model: rfm\n    checks: [ { row_count: { min: 100 } } ]\n",
+    );
+    let p = s.write("p.yaml", &text);
+    let run = run_pipeline(&p, "2025", s.dir.path());
+    run.assert_code(1);
+    assert!(!s.path("out/models/rfm/period=2025").exists());
+    let manifest = run.manifest();
+    assert_eq!(
+        (
+            manifest.models[0].mode.as_str(),
+            manifest.models[0].committed
+        ),
+        ("fit", false)
+    );
+}
+
+/// Two steps fitting one model name would overwrite each other's artifact.
+#[test]
+fn two_fitted_steps_may_not_share_a_model_name() {
+    let s = Scratch::new();
+    s.write("orders.csv", YEARLY_ORDERS);
+    let text = rfm_pipeline("year", YEARLY_SEGMENTS).replace(
+        "outputs:",
+        "  - name: rfm_again\n    model: rfm\n    input: orders\n    order_id: order_id\n    artifact: { name: rfm }\n    segments: [ { name: All, when: true } ]\noutputs:",
+    );
+    let p = s.write("p.yaml", &text);
+    let run = run_pipeline(&p, "2025", s.dir.path());
+    run.assert_code(78);
+    assert!(
+        run.stderr
+            .contains("steps `rfm` and `rfm_again` both fit the model `rfm`"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// CLV applied in a month measures time in the fitted model's unit, not the monthly YAML's:
+/// fitted with `time_unit: days`, the monthly pipeline (default weeks) still gives T in days —
+/// customer X bought first on 2025-01-01, so at the end of January 2026 T = 395.
+#[test]
+fn clv_applied_monthly_keeps_the_models_time_unit() {
+    let s = Scratch::new();
+    let mut orders = String::from("customer_id,order_date,amount\n");
+    for (i, c) in ["X", "Y", "Z", "W", "V", "U"].iter().enumerate() {
+        orders.push_str(&format!("{c},2025-01-0{},{}\n", i + 1, 10 + i));
+        for k in 0..i {
+            orders.push_str(&format!("{c},2025-{:02}-15,{}\n", 2 + k, 20 + k));
+        }
+    }
+    s.write("orders.csv", &orders);
+    let pipeline = |grain: &str, unit: &str| {
+        format!(
+            r#"
+pipeline: clv_{grain}
+period: {grain}
+sources:
+  orders:
+    path: orders.csv
+    schema: {{ customer_id: string, order_date: date, amount: double }}
+steps:
+  - name: clv
+    model: clv
+    input: orders
+    {unit}
+outputs:
+  clv: {{ from: clv, order_by: [customer_id] }}
+"#
+        )
+    };
+    run_pipeline(
+        &s.write("y.yaml", &pipeline("year", "time_unit: days")),
+        "2025",
+        s.dir.path(),
+    )
+    .assert_code(0);
+    run_pipeline(
+        &s.write("m.yaml", &pipeline("month", "")),
+        "2026-01",
+        s.dir.path(),
+    )
+    .assert_code(0);
+    let rows = output(&s, "clv", "2026-01", &["customer_id", "t"]);
+    let x = rows.iter().find(|r| r[0] == "X").expect("X");
+    assert_eq!(x[1], "395.0");
+}

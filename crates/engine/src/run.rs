@@ -386,17 +386,29 @@ async fn execute(
         .timings
         .insert("write".into(), started.elapsed().as_secs_f64());
 
+    // Artifacts are written (under temporary names) before anything is committed.
+    let mut staged_artifacts = Vec::new();
+    for (index, outcome) in &fitted_models {
+        match crate::models::stage_artifact(outcome, run_id) {
+            Ok(Some(tmp)) => staged_artifacts.push((*index, outcome, tmp)),
+            Ok(None) => {}
+            Err(e) => {
+                for (_, _, tmp) in &staged_artifacts {
+                    let _ = std::fs::remove_file(tmp);
+                }
+                return Err(e);
+            }
+        }
+    }
     let started = Instant::now();
     for (table, record) in staged.iter().zip(manifest.outputs.iter_mut()) {
         table.commit()?;
         record.committed = true;
     }
     // Model artifacts and identity registries only move forward with a committed run.
-    for (index, outcome) in &fitted_models {
-        crate::models::commit_artifact(outcome)?;
-        if outcome.pending.is_some()
-            && let Some(record) = manifest.models.get_mut(*index)
-        {
+    for (index, outcome, tmp) in &staged_artifacts {
+        crate::models::commit_artifact(outcome, tmp)?;
+        if let Some(record) = manifest.models.get_mut(*index) {
             record.committed = true;
         }
     }

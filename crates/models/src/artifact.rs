@@ -61,12 +61,17 @@ impl Artifact {
     }
 
     pub fn load(path: &Path) -> Result<Self, ArtifactError> {
-        let text = std::fs::read(path).map_err(|source| ArtifactError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ArtifactError::Read {
             path: path.display().to_string(),
             source,
         })?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// Parses an artifact read from `path` (named in errors).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, ArtifactError> {
         let artifact: Artifact =
-            serde_json::from_slice(&text).map_err(|e| ArtifactError::Invalid {
+            serde_json::from_slice(bytes).map_err(|e| ArtifactError::Invalid {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;

@@ -203,7 +203,7 @@ pub fn score_sql(spec: &LookalikeSpec, model: &LookalikeModel) -> String {
 ranked AS (
   SELECT scored.*, {score} AS lookalike_score, {reason} AS reason FROM scored
 )
-SELECT ranked.*, CAST(row_number() OVER (ORDER BY lookalike_score DESC, {key} ASC) AS BIGINT) AS lookalike_rank
+SELECT ranked.*, CAST(row_number() OVER (ORDER BY lookalike_score DESC NULLS LAST, {key} ASC) AS BIGINT) AS lookalike_rank
 FROM ranked",
         cols = per_attribute.join(", "),
     )

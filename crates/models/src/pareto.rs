@@ -45,7 +45,8 @@ impl ParetoModel {
 pub fn pareto_sql(spec: &ParetoSpec, input: &str) -> String {
     let customer = quote_ident(&spec.customer);
     let value = quote_ident(&spec.value);
-    let order = "value DESC, customer ASC";
+    // Customers without a value rank last (so they land in the rest tier, as when applying).
+    let order = "value DESC NULLS LAST, customer ASC";
     let tiers: Vec<String> = spec
         .tiers
         .iter()
@@ -122,7 +123,8 @@ pub fn pareto_apply_sql(spec: &ParetoSpec, model: &ParetoModel, input: &str) -> 
             "CASE WHEN value_total > 0 THEN CAST(value_before AS DOUBLE) / CAST(value_total AS DOUBLE) END"
         }
     };
-    let order = "value DESC, customer ASC";
+    // Customers without a value rank last (so they land in the rest tier, as when applying).
+    let order = "value DESC NULLS LAST, customer ASC";
     format!(
         "WITH ranked AS (
   SELECT customer, value,

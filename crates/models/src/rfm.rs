@@ -15,8 +15,11 @@
 //!
 //! Fitting yields cut points per measure (`quantile`: the rule above; `ntile`: the largest value
 //! of each bucket; `cuts`: as given), written to the model artifact. Applying scores with those
-//! cut points — score = 1 + #{c_k < value}, R reversed — so a monthly run reproduces the
-//! yearly definition exactly; only a yearly `ntile` fit itself scores by rank.
+//! cut points — score = 1 + #{c_k < value}, R reversed. For `quantile` and `cuts` that is
+//! exactly how the fit scored. An `ntile` fit scores by rank, so customers tied on a bucket
+//! boundary can be split between two buckets there, while applying puts every tied customer in
+//! the lower one: identical data can score one bucket lower in a monthly run for exactly those
+//! customers. Use `quantile` where month-to-month stability matters more than equal buckets.
 
 use chrono::{Days, Months, NaiveDate};
 use segflow_spec::{
@@ -204,11 +207,16 @@ pub fn rfm_measure_sql(spec: &RfmSpec, input: &str, reference: NaiveDate) -> Str
         FrequencyMeasure::Orders => "count(DISTINCT order_id)",
         FrequencyMeasure::PurchaseDays => "count(DISTINCT order_date)",
     };
+    // The mean is a ratio: DOUBLE, so integer amounts do not divide as integers.
     let monetary = match spec.monetary {
         MonetaryMeasure::Sum => "sum(amount)",
-        MonetaryMeasure::Mean => "sum(amount) / {frequency}",
+        MonetaryMeasure::Mean => "CAST(sum(amount) AS DOUBLE) / CAST({frequency} AS DOUBLE)",
     }
     .replace("{frequency}", frequency);
+    if spec.frequency == FrequencyMeasure::Orders {
+        // Counting orders needs their ids; a row without one would count as no order.
+        filters.push(format!("{order_id} IS NOT NULL"));
+    }
     format!(
         "WITH base AS (
   SELECT {customer} AS customer, CAST({date} AS DATE) AS order_date, {order_id} AS order_id, {amount} AS amount
@@ -228,7 +236,13 @@ FROM base GROUP BY customer",
 
 /// `ntile(bins) OVER (ORDER BY measure dir, customer)` as an INT score.
 fn ntile(bins: u32, measure: &str, descending: bool) -> String {
-    let dir = if descending { "DESC" } else { "ASC" };
+    // NULLs (a monetary value of NULL amounts) rank lowest, where applying cut points puts
+    // them too (score 1).
+    let dir = if descending {
+        "DESC NULLS LAST"
+    } else {
+        "ASC NULLS FIRST"
+    };
     format!("CAST(ntile({bins}) OVER (ORDER BY {measure} {dir}, customer ASC) AS INT)")
 }
 

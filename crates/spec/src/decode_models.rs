@@ -386,6 +386,17 @@ pub(crate) fn artifact_ref(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>, step_name: &s
         if let Some((n, p)) = a.get("name")
             && let Some(name) = yaml::name(ctx, n, &p)
         {
+            // The name is a directory of the model store: no separators, no `..`.
+            let safe = name
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !safe || name.value.is_empty() {
+                ctx.push(
+                    Diagnostic::new(name.loc, &p, format!("invalid model name `{}`", name.value))
+                        .with_hint("letters, digits, `_` and `-` only: it names a directory of the model store"),
+                );
+            }
             artifact.name = name.value;
         }
         if let Some((n, p)) = a.get("period")

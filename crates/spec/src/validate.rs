@@ -118,6 +118,34 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
         }
     }
 
+    // A fitting run writes one artifact per model name: two steps with one name would
+    // overwrite each other; a pinned artifact period only means something when applying.
+    let fits = doc.grain.is_some_and(|g| doc.models.fits(g));
+    let mut fitted: BTreeMap<&str, &str> = BTreeMap::new();
+    for (i, step) in doc.steps.iter().enumerate() {
+        let Some(artifact) = &step.artifact else {
+            continue;
+        };
+        if !fits {
+            continue;
+        }
+        if let Some(first) = fitted.insert(&artifact.name, &step.name.value) {
+            ctx.push(
+                Diagnostic::new(step.name.loc, format!("steps[{i}].artifact"), format!(
+                    "steps `{first}` and `{}` both fit the model `{}`; the second would overwrite the first's artifact",
+                    step.name.value, artifact.name
+                ))
+                .with_hint("give one of them another `artifact: { name: … }`"),
+            );
+        }
+        if artifact.period.is_some() {
+            ctx.push(
+                Diagnostic::new(step.name.loc, format!("steps[{i}].artifact.period"), "`artifact.period` picks a stored model to apply, but this pipeline fits its models")
+                    .with_hint("remove it, or set `models: { mode: apply }`"),
+            );
+        }
+    }
+
     for (i, step) in doc.steps.iter().enumerate() {
         for input in step.inputs() {
             if input.value == step.name.value {

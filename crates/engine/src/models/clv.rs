@@ -231,8 +231,22 @@ pub(super) async fn apply(
     period: Period,
     model: &ClvModel,
 ) -> Result<DataFrame, RunError> {
-    let (table, _) = summarize(ctx, step, spec, period).await?;
-    predict(ctx, step, spec, &table, model).await
+    // Time is measured in the model's unit, whatever this pipeline's YAML says.
+    let mut frozen = spec.clone();
+    frozen.time_unit = match model.time_unit.as_str() {
+        "days" => segflow_spec::TimeUnit::Days,
+        "weeks" => segflow_spec::TimeUnit::Weeks,
+        other => {
+            return Err(fit_err(
+                step,
+                format!(
+                    "the stored model has an unknown time unit `{other}` (expected days or weeks)"
+                ),
+            ));
+        }
+    };
+    let (table, _) = summarize(ctx, step, &frozen, period).await?;
+    predict(ctx, step, &frozen, &table, model).await
 }
 
 /// Per customer: the summary plus P(alive), expected purchases over the horizon, expected

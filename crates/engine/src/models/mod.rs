@@ -112,7 +112,23 @@ pub(crate) async fn run_model_step(
                 .1
         }
     };
-    let artifact = Artifact::load(&path).map_err(artifact_err(name))?;
+    // Read once: the bytes hashed for the manifest are the bytes applied.
+    let bytes = std::fs::read(&path).map_err(|source| RunError::Artifact {
+        step: name.to_string(),
+        source: if source.kind() == std::io::ErrorKind::NotFound {
+            ArtifactError::NotFound {
+                name: reference.name.clone(),
+                dir: dir.display().to_string(),
+                before: fit.period.start(),
+            }
+        } else {
+            ArtifactError::Read {
+                path: path.display().to_string(),
+                source,
+            }
+        },
+    })?;
+    let artifact = Artifact::from_bytes(&path, &bytes).map_err(artifact_err(name))?;
     if artifact.model != step.kind_name() {
         return Err(RunError::Artifact {
             step: name.to_string(),
@@ -126,13 +142,6 @@ pub(crate) async fn run_model_step(
             },
         });
     }
-    let bytes = std::fs::read(&path).map_err(|source| RunError::Artifact {
-        step: name.to_string(),
-        source: ArtifactError::Read {
-            path: path.display().to_string(),
-            source,
-        },
-    })?;
     let df = apply_step(ctx, step, fit.period, &artifact, &path).await?;
     Ok((
         df,
@@ -231,10 +240,14 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Writes a fitted artifact: temporary file, then rename, so readers never see half of one.
-pub(crate) fn commit_artifact(outcome: &ModelOutcome) -> Result<(), RunError> {
+/// Writes a fitted artifact next to its final place under a name unique to the run, before
+/// any output is committed, so a failure here leaves everything as it was.
+pub(crate) fn stage_artifact(
+    outcome: &ModelOutcome,
+    run_id: &str,
+) -> Result<Option<PathBuf>, RunError> {
     let Some(bytes) = &outcome.pending else {
-        return Ok(());
+        return Ok(None);
     };
     let path = &outcome.path;
     let write_err = |source| RunError::ArtifactWrite {
@@ -243,9 +256,17 @@ pub(crate) fn commit_artifact(outcome: &ModelOutcome) -> Result<(), RunError> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(write_err)?;
-    let tmp = dir.join(".model.json.tmp");
+    let tmp = dir.join(format!(".model.json.{run_id}.tmp"));
     std::fs::write(&tmp, bytes).map_err(write_err)?;
-    std::fs::rename(&tmp, path).map_err(write_err)
+    Ok(Some(tmp))
+}
+
+/// Moves a staged artifact into place (a rename: readers never see half of one).
+pub(crate) fn commit_artifact(outcome: &ModelOutcome, staged: &Path) -> Result<(), RunError> {
+    std::fs::rename(staged, &outcome.path).map_err(|source| RunError::ArtifactWrite {
+        path: outcome.path.display().to_string(),
+        source,
+    })
 }
 
 pub(crate) fn df_err(step: &str) -> impl Fn(datafusion::error::DataFusionError) -> RunError + '_ {
