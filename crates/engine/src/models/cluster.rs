@@ -267,7 +267,7 @@ pub(super) async fn fit(
     let df = output(ctx, step, spec, &rows, &stored)?;
     Ok(Fitted {
         df,
-        parameters: serde_json::to_value(&stored).unwrap_or_default(),
+        parameters: super::stored_parameters(step, &stored)?,
         rows: usable.len() as u64,
     })
 }

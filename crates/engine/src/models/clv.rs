@@ -201,7 +201,7 @@ pub(super) async fn fit(
     let df = predict(ctx, step, spec, &table, &model).await?;
     Ok(Fitted {
         df,
-        parameters: serde_json::to_value(&model).unwrap_or_default(),
+        parameters: super::stored_parameters(step, &model)?,
         rows: customers,
     })
 }

@@ -108,7 +108,7 @@ pub(super) async fn fit(
     let df = query(ctx, step, &score_sql(spec, &model)).await?;
     Ok(Fitted {
         df,
-        parameters: serde_json::to_value(&model).unwrap_or_default(),
+        parameters: super::stored_parameters(step, &model)?,
         rows: total,
     })
 }

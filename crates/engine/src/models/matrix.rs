@@ -58,7 +58,7 @@ pub(super) async fn fit(
     };
     Ok(Fitted {
         df: query(ctx, step, &matrix_apply_sql(spec, &model, &table)).await?,
-        parameters: serde_json::to_value(&model).unwrap_or_default(),
+        parameters: super::stored_parameters(step, &model)?,
         rows,
     })
 }

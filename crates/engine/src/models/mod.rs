@@ -574,3 +574,45 @@ pub(crate) async fn explain_sql(
         }
     })
 }
+
+/// The parameters as stored in the artifact, checked to read back as the model: JSON has no
+/// NaN or infinity (serde writes them as `null`), so a degenerate fit would otherwise commit
+/// an artifact that no later run can apply.
+pub(crate) fn stored_parameters<T>(step: &str, model: &T) -> Result<serde_json::Value, RunError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let value = serde_json::to_value(model)
+        .map_err(|e| fit_err(step, format!("cannot store the fitted parameters: {e}")))?;
+    serde_json::from_value::<T>(value.clone()).map_err(|e| {
+        fit_err(
+            step,
+            format!("the fit produced a parameter that is not a finite number ({e}); the data cannot support this model"),
+        )
+    })?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Split {
+        threshold: f64,
+    }
+
+    #[test]
+    fn a_non_finite_parameter_is_refused_before_it_reaches_an_artifact() {
+        let ok = stored_parameters("m", &Split { threshold: 1.5 }).expect("finite");
+        assert_eq!(ok, serde_json::json!({ "threshold": 1.5 }));
+        let err = stored_parameters(
+            "m",
+            &Split {
+                threshold: f64::NAN,
+            },
+        )
+        .expect_err("NaN");
+        assert!(err.to_string().contains("not a finite number"), "{err}");
+    }
+}

@@ -67,7 +67,7 @@ pub(super) async fn fit(
             &format!("SELECT * FROM {}", segflow_models::quote_ident(&tiers)),
         )
         .await?,
-        parameters: serde_json::to_value(&model).unwrap_or_default(),
+        parameters: super::stored_parameters(step, &model)?,
         rows,
     })
 }

@@ -122,7 +122,7 @@ pub(super) async fn fit(
     let df = query(ctx, step, &apply_sql(spec, &model)).await?;
     Ok(Fitted {
         df,
-        parameters: serde_json::to_value(&model).unwrap_or_default(),
+        parameters: super::stored_parameters(step, &model)?,
         rows: y.len() as u64,
     })
 }

@@ -100,7 +100,7 @@ pub(super) async fn fit(
     let model = RfmModel::new(spec, cut_points.clone());
     Ok(Fitted {
         df,
-        parameters: serde_json::to_value(&model).unwrap_or_default(),
+        parameters: super::stored_parameters(step, &model)?,
         rows,
     })
 }

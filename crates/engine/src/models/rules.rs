@@ -21,7 +21,7 @@ pub(super) async fn fit(
     let rows = df.clone().count().await.map_err(super::df_err(step))? as u64;
     Ok(Fitted {
         df,
-        parameters: serde_json::to_value(&model).unwrap_or_default(),
+        parameters: super::stored_parameters(step, &model)?,
         rows,
     })
 }
