@@ -105,8 +105,9 @@ pub fn artifact_path(dir: &Path, name: &str, period: &str) -> PathBuf {
         .join("model.json")
 }
 
-/// The artifact of the latest period that ended on or before `before` (a yearly one when a
-/// year and a month end on the same day), as `(period, path)`.
+/// The artifact of the latest *year* that ended on or before `before`, as `(period, path)`.
+/// Models are fitted yearly; an artifact a monthly pipeline fitted (`models.mode: fit`) is
+/// applied only when named with `artifact: { period: … }`.
 pub fn latest_before(
     dir: &Path,
     name: &str,
@@ -127,7 +128,7 @@ pub fn latest_before(
             });
         }
     };
-    let mut best: Option<(NaiveDate, bool, String)> = None;
+    let mut best: Option<(NaiveDate, String)> = None;
     for entry in entries.flatten() {
         let file_name = entry.file_name();
         let Some(label) = file_name.to_str().and_then(|n| n.strip_prefix("period=")) else {
@@ -136,19 +137,17 @@ pub fn latest_before(
         let Ok(period) = label.parse::<Period>() else {
             continue;
         };
-        if period.end() > before || !artifact_path(dir, name, label).is_file() {
+        if period.grain() != segflow_spec::Grain::Year
+            || period.end() > before
+            || !artifact_path(dir, name, label).is_file()
+        {
             continue;
         }
-        let yearly = period.grain() == segflow_spec::Grain::Year;
-        let candidate = (period.end(), yearly, label.to_string());
-        if best
-            .as_ref()
-            .is_none_or(|b| (candidate.0, candidate.1) > (b.0, b.1))
-        {
-            best = Some(candidate);
+        if best.as_ref().is_none_or(|(end, _)| period.end() > *end) {
+            best = Some((period.end(), label.to_string()));
         }
     }
-    let (_, _, label) = best.ok_or_else(not_found)?;
+    let (_, label) = best.ok_or_else(not_found)?;
     let path = artifact_path(dir, name, &label);
     Ok((label, path))
 }
@@ -174,7 +173,7 @@ mod tests {
                 .map(|(p, _)| p)
                 .ok()
         };
-        // March 2025 uses 2024; January 2026 uses 2025 (the year wins over December 2025).
+        // March 2025 uses 2024; January 2026 uses 2025 (a monthly artifact is never "latest").
         assert_eq!(at("2025-03-01").as_deref(), Some("2024"));
         assert_eq!(at("2026-01-01").as_deref(), Some("2025"));
         assert_eq!(at("2024-01-01").as_deref(), Some("2023"));
@@ -182,6 +181,7 @@ mod tests {
             latest_before(dir.path(), "rfm", "2023-06-01".parse().expect("date")),
             Err(ArtifactError::NotFound { .. })
         ));
+        assert_eq!(at("2026-06-01").as_deref(), Some("2025"));
         assert!(latest_before(dir.path(), "other", "2026-01-01".parse().expect("date")).is_err());
     }
 }

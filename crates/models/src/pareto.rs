@@ -41,32 +41,44 @@ impl ParetoModel {
     }
 }
 
-/// The fit: ranks, shares and tiers.
-pub fn pareto_sql(spec: &ParetoSpec, input: &str) -> String {
-    let customer = quote_ident(&spec.customer);
-    let value = quote_ident(&spec.value);
-    // Customers without a value rank last (so they land in the rest tier, as when applying).
+/// Customers ranked by value (ties: customer id) with the cumulative sums both the fit and
+/// the apply report. Customers without a value rank last, so they land in the rest tier.
+fn ranked_cte(spec: &ParetoSpec, input: &str) -> String {
     let order = "value DESC NULLS LAST, customer ASC";
-    let tiers: Vec<String> = spec
-        .tiers
-        .iter()
-        .map(|(name, bound)| format!("WHEN share_before < {bound:?} THEN {}", quote_literal(name)))
-        .collect();
-    let share = match spec.basis {
-        TierBasis::Value => {
-            "CASE WHEN value_total > 0 THEN CAST(value_before AS DOUBLE) / CAST(value_total AS DOUBLE) END"
-        }
-        TierBasis::Customers => "CAST(value_rank - 1 AS DOUBLE) / CAST(customers AS DOUBLE)",
-    };
     format!(
-        "WITH ranked AS (
+        "ranked AS (
   SELECT customer, value,
     row_number() OVER (ORDER BY {order}) AS value_rank,
     coalesce(sum(value) OVER (ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS value_before,
     sum(value) OVER () AS value_total,
     count(*) OVER () AS customers
   FROM (SELECT {customer} AS customer, {value} AS value FROM {input} WHERE {customer} IS NOT NULL) AS v
-),
+)",
+        customer = quote_ident(&spec.customer),
+        value = quote_ident(&spec.value),
+        input = quote_ident(input),
+    )
+}
+
+/// The cumulative share before a customer, over the `ranked` columns.
+fn share_before(basis: TierBasis) -> &'static str {
+    match basis {
+        TierBasis::Value => {
+            "CASE WHEN value_total > 0 THEN CAST(value_before AS DOUBLE) / CAST(value_total AS DOUBLE) END"
+        }
+        TierBasis::Customers => "CAST(value_rank - 1 AS DOUBLE) / CAST(customers AS DOUBLE)",
+    }
+}
+
+/// The fit: ranks, shares and tiers.
+pub fn pareto_sql(spec: &ParetoSpec, input: &str) -> String {
+    let tiers: Vec<String> = spec
+        .tiers
+        .iter()
+        .map(|(name, bound)| format!("WHEN share_before < {bound:?} THEN {}", quote_literal(name)))
+        .collect();
+    format!(
+        "WITH {ranked},
 shared AS (
   SELECT customer, value, value_rank, {share} AS share_before
   FROM ranked
@@ -75,7 +87,10 @@ SELECT customer AS {customer}, value AS {value}, CAST(value_rank AS BIGINT) AS v
   share_before AS cumulative_share_before,
   CASE {tiers} ELSE {rest} END AS tier
 FROM shared",
-        input = quote_ident(input),
+        ranked = ranked_cte(spec, input),
+        share = share_before(spec.basis),
+        customer = quote_ident(&spec.customer),
+        value = quote_ident(&spec.value),
         tiers = tiers.join(" "),
         rest = quote_literal(&spec.rest),
     )
@@ -115,29 +130,20 @@ pub fn pareto_apply_sql(spec: &ParetoSpec, model: &ParetoModel, input: &str) -> 
             rest = quote_literal(&model.rest)
         )
     };
-    let customer = quote_ident(&spec.customer);
-    let value = quote_ident(&spec.value);
-    let share = match model.basis.as_str() {
-        "customers" => "CAST(value_rank - 1 AS DOUBLE) / CAST(customers AS DOUBLE)",
-        _ => {
-            "CASE WHEN value_total > 0 THEN CAST(value_before AS DOUBLE) / CAST(value_total AS DOUBLE) END"
-        }
+    let basis = if model.basis == "customers" {
+        TierBasis::Customers
+    } else {
+        TierBasis::Value
     };
-    // Customers without a value rank last (so they land in the rest tier, as when applying).
-    let order = "value DESC NULLS LAST, customer ASC";
     format!(
-        "WITH ranked AS (
-  SELECT customer, value,
-    row_number() OVER (ORDER BY {order}) AS value_rank,
-    coalesce(sum(value) OVER (ORDER BY {order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS value_before,
-    sum(value) OVER () AS value_total,
-    count(*) OVER () AS customers
-  FROM (SELECT {customer} AS customer, {value} AS value FROM {input} WHERE {customer} IS NOT NULL) AS v
-)
+        "WITH {ranked}
 SELECT customer AS {customer}, value AS {value}, CAST(value_rank AS BIGINT) AS value_rank,
   {share} AS cumulative_share_before,
   {tier} AS tier
 FROM ranked",
-        input = quote_ident(input),
+        ranked = ranked_cte(spec, input),
+        share = share_before(basis),
+        customer = quote_ident(&spec.customer),
+        value = quote_ident(&spec.value),
     )
 }
