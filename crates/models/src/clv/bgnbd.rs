@@ -255,25 +255,13 @@ pub fn fit_bgnbd(rows: &[PurchaseSummary]) -> Result<(BgNbd, FitReport), ClvErro
     let m = minimize(&cost, &start(&prepared));
     let model = from_log(&m.theta);
     let log_likelihood = prepared.log_likelihood(&model);
-    if !log_likelihood.is_finite() {
-        return Err(ClvError::NotConverged {
-            model: "BG/NBD",
-            log_likelihood,
-            iterations: m.iterations,
-            newton_step: m.newton_step,
-            parameters: format!("{model:?}"),
-        });
-    }
-    Ok((
-        model,
-        FitReport {
-            log_likelihood,
-            iterations: m.iterations,
-            converged: m.converged,
-            optimizer: m.optimizer.to_owned(),
-            unique_rows: prepared.rows.len() as u64,
-            customers: prepared.total_weight,
-            seconds: started.elapsed().as_secs_f64(),
-        },
-    ))
+    let report = m.report(
+        "BG/NBD",
+        &model,
+        log_likelihood,
+        prepared.rows.len(),
+        prepared.total_weight,
+        started,
+    )?;
+    Ok((model, report))
 }

@@ -74,6 +74,39 @@ pub(super) struct Minimum {
     pub newton_step: f64,
 }
 
+impl Minimum {
+    /// The fit report of a model found at this minimum, or `NotConverged` when no point had a
+    /// finite likelihood.
+    pub(super) fn report<M: std::fmt::Debug>(
+        &self,
+        name: &'static str,
+        model: &M,
+        log_likelihood: f64,
+        unique_rows: usize,
+        customers: f64,
+        started: std::time::Instant,
+    ) -> Result<super::FitReport, super::ClvError> {
+        if !log_likelihood.is_finite() {
+            return Err(super::ClvError::NotConverged {
+                model: name,
+                log_likelihood,
+                iterations: self.iterations,
+                newton_step: self.newton_step,
+                parameters: format!("{model:?}"),
+            });
+        }
+        Ok(super::FitReport {
+            log_likelihood,
+            iterations: self.iterations,
+            converged: self.converged,
+            optimizer: self.optimizer.to_owned(),
+            unique_rows: unique_rows as u64,
+            customers,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
 struct Objective<'a> {
     cost: &'a dyn Fn(&[f64]) -> f64,
     start: &'a [f64],
