@@ -6,15 +6,9 @@
 //! `segflow_area_key(text)` for reference tables already keyed by area,
 //! `segflow_address(text)`, `segflow_org_number(text, country)`, `segflow_exact(text)`.
 
-use segflow_spec::{EnrichSpec, JoinKey, Normalizer};
-
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
+use segflow_spec::{
+    EnrichSpec, JoinKey, Normalizer, quote_ident as ident, quote_literal as literal,
+};
 
 /// The normalized input key of a level, as SQL over the input alias `i`.
 pub fn input_key(key: &JoinKey, country: Option<&str>) -> String {

@@ -1,14 +1,6 @@
-//! Quoting for SQL generated from user-supplied names and values.
+//! SQL helpers shared by the models; quoting is `segflow-spec`'s, re-exported here.
 
-/// `"name"`, with embedded quotes doubled: column names from a CRM export can be anything.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `'text'`, with embedded quotes doubled.
-pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
+pub use segflow_spec::{quote_ident, quote_literal};
 
 /// A `CASE` giving the label of the candidate whose value is the largest (`cmp` = `>=`) or
 /// the smallest (`<=`); ties go to the first candidate. Candidates are `(value, label)` SQL.
@@ -29,15 +21,4 @@ pub(crate) fn pick_extreme(candidates: &[(String, String)], cmp: &str) -> String
         picked = format!("CASE WHEN {cond} THEN {label} ELSE {picked} END");
     }
     picked
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotes_are_doubled() {
-        assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
-        assert_eq!(quote_literal("Won't"), "'Won''t'");
-    }
 }

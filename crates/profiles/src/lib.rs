@@ -17,11 +17,7 @@
 //! Rows come out ordered by segment, then value.
 
 use chrono::NaiveDate;
-use segflow_spec::ProfileSpec;
-
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+use segflow_spec::{ProfileSpec, quote_ident as ident};
 
 fn ratio(num: &str, den: &str) -> String {
     format!(

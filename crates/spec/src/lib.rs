@@ -14,6 +14,7 @@ mod diagnostic;
 mod models;
 mod period;
 mod pipeline;
+mod quote;
 mod sql_refs;
 mod validate;
 mod vars;
@@ -37,6 +38,7 @@ pub use pipeline::{
     IdentityInput, IdentitySpec, OnBadRow, Output, Pii, Pipeline, SchemaDrift, Severity, Source,
     SqlStep, Step, StepKind, TextEncoding,
 };
+pub use quote::{quote_ident, quote_literal};
 pub use vars::{Mode, Variables};
 
 use diagnostic::Diagnostics;
