@@ -2,31 +2,23 @@
 //! happens.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Instant;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::common::Column;
-use datafusion::dataframe::DataFrame;
-use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{Expr, SortExpr, cast};
-use futures::{StreamExt, TryStreamExt};
 use segflow_manifest::{
-    CheckRecord, InputRecord, MANIFEST_VERSION, Manifest, ModelRecord, OutputFile, OutputRecord,
-    PeriodInfo, PipelineInfo, RunStatus, StepRecord,
+    EngineRecord, MANIFEST_VERSION, Manifest, ModelRecord, OutputRecord, PeriodInfo, PipelineInfo,
+    RunStatus, StepRecord,
 };
-use segflow_sinks::{StagedTable, partition_dir, write_table};
-use segflow_sources::BadRow;
-use segflow_spec::{OnBadRow, Output, Period, Pipeline, Source, StepKind, VintageBy, VintageSpec};
-use sha2::{Digest, Sha256};
+use segflow_spec::{Period, Pipeline, StepKind};
 use tracing::{info, warn};
 
 use crate::compile::{compile_step, model_parameters};
 use crate::error::RunError;
+use crate::extract::{extract, quarantine_batch};
+use crate::lifetimes::LastUse;
+use crate::materialize::{Scratch, materialize, release};
+use crate::output::{file_metadata, inputs_fingerprint, output_files, stage_batches, stage_output};
 use crate::session::session;
 
 /// What the caller knows about the invocation, for the manifest.
@@ -113,6 +105,7 @@ pub async fn run(pipeline: &Pipeline, request: &RunRequest) -> RunOutcome {
         checks: Vec::new(),
         models: Vec::new(),
         timings: BTreeMap::new(),
+        engine: None,
     };
     let result = execute(pipeline, request, &run_id, &mut manifest).await;
     if result.is_err() {
@@ -176,7 +169,23 @@ async fn execute(
     run_id: &str,
     manifest: &mut Manifest,
 ) -> Result<(), RunError> {
-    let ctx = session(&pipeline.engine)?;
+    let (ctx, settings) = session(&pipeline.engine)?;
+    let result = execute_in(&ctx, pipeline, request, run_id, manifest).await;
+    manifest.engine = Some(EngineRecord {
+        memory_limit: settings.memory_limit,
+        target_partitions: settings.target_partitions,
+        spilled_bytes: Scratch::of(&ctx).map_or(0, |s| s.spilled_bytes()),
+    });
+    result
+}
+
+async fn execute_in(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    run_id: &str,
+    manifest: &mut Manifest,
+) -> Result<(), RunError> {
     let mut rows: BTreeMap<String, u64> = BTreeMap::new();
     // Validation made sure the variable is set when a column needs it; the key is only held
     // here, never logged or recorded.
@@ -190,7 +199,7 @@ async fn execute(
     let (mut failures, mut bad_rows, mut quarantined) = (Vec::new(), Vec::new(), Vec::new());
     for source in &pipeline.sources {
         let extracted = extract(
-            &ctx,
+            ctx,
             source,
             request.period,
             pii_key.as_deref(),
@@ -226,6 +235,7 @@ async fn execute(
         pipeline_sha256: &request.pipeline_sha256,
         inputs_sha256: &inputs_sha256,
     };
+    let last_use = LastUse::new(pipeline);
     for name in &pipeline.execution_order {
         let Some(step) = pipeline.step(name) else {
             continue;
@@ -236,7 +246,7 @@ async fn execute(
             StepKind::Identity(spec) => {
                 let path = crate::identity_step::registry_path(pipeline, name)?;
                 let (df, resolved) =
-                    crate::identity_step::run_identity(&ctx, name, spec, &path, pii_key.as_deref())
+                    crate::identity_step::run_identity(ctx, name, spec, &path, pii_key.as_deref())
                         .await?;
                 if let Some(serde_json::Value::Object(p)) = parameters.as_mut() {
                     p.insert("merges".into(), serde_json::json!(resolved.merges));
@@ -254,7 +264,7 @@ async fn execute(
                 df
             }
             StepKind::Enrich(spec) => {
-                let enriched = crate::enrich_step::run_enrich(&ctx, name, spec).await?;
+                let enriched = crate::enrich_step::run_enrich(ctx, name, spec).await?;
                 parameters = Some(enriched.parameters);
                 if let Some(check) = enriched.check {
                     let failed = !check.passed && check.severity == "error";
@@ -273,7 +283,7 @@ async fn execute(
             }
             StepKind::Profile(spec) => {
                 crate::models::query(
-                    &ctx,
+                    ctx,
                     name,
                     &segflow_profiles::profile_sql(
                         spec,
@@ -284,7 +294,7 @@ async fn execute(
                 .await?
             }
             _ if crate::models::is_model(step) => {
-                let (df, outcome) = crate::models::run_model_step(&ctx, step, &fit_context).await?;
+                let (df, outcome) = crate::models::run_model_step(ctx, step, &fit_context).await?;
                 parameters = Some(outcome.artifact.parameters.clone());
                 manifest.models.push(ModelRecord {
                     step: name.clone(),
@@ -300,15 +310,16 @@ async fn execute(
                 fitted_models.push((manifest.models.len() - 1, outcome));
                 df
             }
-            _ => compile_step(&ctx, step, request.period).await?,
+            _ => compile_step(ctx, step, request.period).await?,
         };
         let step_err = |e| RunError::Step {
             step: name.clone(),
             source: Box::new(e),
         };
-        let (table, written) = materialize(df).await.map_err(step_err)?;
-        ctx.register_table(name.as_str(), Arc::new(table))
-            .map_err(step_err)?;
+        let written = materialize(ctx, name, df).await.map_err(step_err)?;
+        for table in last_use.after(name) {
+            release(ctx, table).map_err(step_err)?;
+        }
         let inputs: BTreeMap<String, u64> = step
             .inputs()
             .iter()
@@ -334,7 +345,7 @@ async fn execute(
     let started = Instant::now();
     let runs_dir = local_path("output_dir", &pipeline.output_dir)?.join("runs");
     let (records, failures) =
-        crate::contracts::evaluate(&ctx, pipeline, request.period, &runs_dir, &rows).await?;
+        crate::contracts::evaluate(ctx, pipeline, request.period, &runs_dir, &rows).await?;
     manifest.checks.extend(records);
     manifest
         .timings
@@ -371,7 +382,7 @@ async fn execute(
         staged.push(table);
     }
     for output in &pipeline.outputs {
-        let table = stage_output(&ctx, output, request.period, run_id, &metadata).await?;
+        let table = stage_output(ctx, output, request.period, run_id, &metadata).await?;
         manifest.outputs.push(OutputRecord {
             output: output.name.value.clone(),
             from: output.from.value.clone(),
@@ -419,536 +430,4 @@ async fn execute(
         .timings
         .insert("commit".into(), started.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// Runs a step's plan once and keeps the result in memory for every consumer.
-///
-/// The schema is taken from the physical plan, not the logical one: DataFusion 55 can widen a
-/// decimal SUM in the final aggregation phase beyond what the logical plan declares. Fields
-/// are declared nullable, as a plan's nullability claims are not always what batches carry.
-pub(crate) async fn collect_physical(
-    df: DataFrame,
-) -> datafusion::error::Result<(SchemaRef, Vec<Vec<RecordBatch>>)> {
-    let task = Arc::new(df.task_ctx());
-    let plan = df.create_physical_plan().await?;
-    let schema = Arc::new(Schema::new(
-        plan.schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    ));
-    let mut partitions = Vec::new();
-    for part in datafusion::physical_plan::collect_partitioned(plan, task).await? {
-        let batches = part
-            .into_iter()
-            .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
-            .collect::<Result<Vec<_>, _>>()?;
-        partitions.push(batches);
-    }
-    Ok((schema, partitions))
-}
-
-async fn materialize(df: DataFrame) -> datafusion::error::Result<(MemTable, usize)> {
-    let (schema, partitions) = collect_physical(df).await?;
-    let rows = partitions.iter().flatten().map(RecordBatch::num_rows).sum();
-    Ok((MemTable::try_new(schema, partitions)?, rows))
-}
-
-/// "3 bad row(s) in source `orders`; …: orders.csv:17: column `amount`: …" — the first few
-/// rows by file and line, so the message alone says where to look.
-fn bad_rows_summary(source: &str, bad_rows: &[BadRow]) -> String {
-    let first: Vec<String> = sorted_bad_rows(bad_rows)
-        .iter()
-        .take(3)
-        .map(|b| format!("{}:{}: {}", b.file, b.line, b.reason))
-        .collect();
-    format!(
-        "{} bad row(s) in source `{source}` (on_bad_row: fail): {}",
-        bad_rows.len(),
-        first.join("; ")
-    )
-}
-
-fn sorted_bad_rows(bad_rows: &[BadRow]) -> Vec<&BadRow> {
-    let mut rows: Vec<&BadRow> = bad_rows.iter().collect();
-    rows.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    rows
-}
-
-/// What reading one source left for the later phases.
-#[derive(Debug, Default)]
-struct Extracted {
-    /// Data-check failures (required columns with NULLs).
-    check_failures: Vec<String>,
-    /// Set when rows were refused under `on_bad_row: fail`.
-    bad_rows_failure: Option<String>,
-    /// Rows for the quarantine table, under `on_bad_row: quarantine` (possibly none).
-    quarantine: Option<Vec<BadRow>>,
-}
-
-/// The vintage label of a file under `<dir>=<label>/`, if its path has that level.
-fn directory_vintage<'a>(url: &'a str, dir: &str) -> Option<&'a str> {
-    url.split('/')
-        .find_map(|segment| segment.strip_prefix(dir)?.strip_prefix('='))
-}
-
-/// Picks the vintage in effect for `period` (or the fixed one) among `available`.
-fn pick_vintage(
-    source: &str,
-    spec: &VintageSpec,
-    available: &[String],
-    period: Period,
-) -> Result<String, RunError> {
-    let chosen = match &spec.fixed {
-        Some(fixed) if available.contains(fixed) => Ok(fixed.clone()),
-        Some(fixed) => Err(format!(
-            "vintage `{fixed}` is not among the available ones ({})",
-            available.join(", ")
-        )),
-        None => segflow_enrich::vintage::choose(available, period.end()).map(str::to_string),
-    };
-    chosen.map_err(|message| RunError::StepInput {
-        step: source.to_string(),
-        message,
-    })
-}
-
-async fn extract(
-    ctx: &SessionContext,
-    source: &Source,
-    period: Period,
-    pii_key: Option<&[u8]>,
-    manifest: &mut Manifest,
-    rows: &mut BTreeMap<String, u64>,
-) -> Result<Extracted, RunError> {
-    let started = Instant::now();
-    let name = &source.name.value;
-    let mut files = segflow_sources::list_files(ctx, source).await?;
-    let mut vintage_record = None;
-    if let Some(
-        spec @ VintageSpec {
-            by: VintageBy::Directory(dir),
-            ..
-        },
-    ) = &source.vintage
-    {
-        let mut available = Vec::new();
-        for f in &files {
-            let Some(label) = directory_vintage(&f.url, dir) else {
-                return Err(RunError::StepInput {
-                    step: name.clone(),
-                    message: format!("file {} is not under a `{dir}=<vintage>/` directory", f.url),
-                });
-            };
-            if !available.iter().any(|a| a == label) {
-                available.push(label.to_string());
-            }
-        }
-        available.sort();
-        let chosen = pick_vintage(name, spec, &available, period)?;
-        files.retain(|f| directory_vintage(&f.url, dir) == Some(chosen.as_str()));
-        vintage_record = Some(
-            serde_json::json!({"by": format!("directory {dir}"), "available": available, "chosen": chosen}),
-        );
-    }
-    // Fingerprinting and reading overlap: both stream the same files.
-    let checksums = futures::stream::iter(files.iter().map(|f| async move {
-        segflow_sources::sha256_of(f.store.as_ref(), &f.path)
-            .await
-            .map_err(|error| segflow_sources::SourceError::Io {
-                source_name: name.clone(),
-                file: f.url.clone(),
-                error,
-            })
-    }))
-    .buffered(4)
-    .try_collect::<Vec<String>>();
-    let (checksums, loaded) = futures::try_join!(
-        checksums,
-        segflow_sources::load(ctx, source, &files, pii_key)
-    )?;
-    for (i, (file, sha256)) in files.iter().zip(checksums).enumerate() {
-        manifest.inputs.push(InputRecord {
-            source: name.clone(),
-            path: file.url.clone(),
-            size: file.size,
-            sha256,
-            rows: loaded.rows_per_file[i] as u64,
-            rows_rejected: loaded
-                .bad_rows
-                .iter()
-                .filter(|b| b.file == file.url)
-                .count() as u64,
-            encoding: loaded.encodings[i].to_string(),
-        });
-    }
-    // The invariant the manifest promises, checked on every source, every run.
-    let (read, accepted, rejected) = (
-        loaded.rows_read(),
-        loaded.rows_accepted(),
-        loaded.bad_rows.len(),
-    );
-    if read != accepted + rejected || loaded.rows_in_table != accepted {
-        return Err(RunError::Accounting {
-            source_name: name.clone(),
-            message: format!(
-                "read {read}, accepted {accepted} ({} in the table), rejected {rejected}",
-                loaded.rows_in_table
-            ),
-        });
-    }
-    let mut extracted = Extracted::default();
-    for warning in &loaded.drift_warnings {
-        warn!(source = %name, "schema drift: {warning}");
-        manifest.checks.push(CheckRecord {
-            name: "schema_drift".into(),
-            target: name.clone(),
-            severity: "warn".into(),
-            passed: false,
-            failing_rows: 0,
-            examples: Vec::new(),
-            message: warning.clone(),
-        });
-    }
-    match source.on_bad_row {
-        OnBadRow::Fail if rejected > 0 => {
-            extracted.bad_rows_failure = Some(bad_rows_summary(name, &loaded.bad_rows));
-        }
-        OnBadRow::Fail => {}
-        OnBadRow::Quarantine => {
-            if rejected > 0 {
-                warn!(source = %name, rows = rejected, "rows quarantined");
-            }
-            extracted.quarantine = Some(loaded.bad_rows.clone());
-        }
-    }
-    for (column, nulls) in source.schema.iter().zip(&loaded.null_counts) {
-        if !column.required {
-            continue;
-        }
-        let passed = *nulls == 0;
-        let message = if passed {
-            "no NULL values".to_string()
-        } else {
-            format!(
-                "{nulls} row(s) have no `{}`, which is declared required",
-                column.name
-            )
-        };
-        if !passed {
-            extracted
-                .check_failures
-                .push(format!("source `{name}`: {message}"));
-        }
-        manifest.checks.push(CheckRecord {
-            name: "required".into(),
-            target: format!("{name}.{}", column.name),
-            severity: "error".into(),
-            passed,
-            failing_rows: *nulls as u64,
-            examples: Vec::new(),
-            message,
-        });
-    }
-    ctx.register_table(name.as_str(), loaded.table)
-        .map_err(|e| RunError::Step {
-            step: name.clone(),
-            source: Box::new(e),
-        })?;
-    let mut rows_in_use = accepted as u64;
-    if let Some(
-        spec @ VintageSpec {
-            by: VintageBy::Column(column),
-            ..
-        },
-    ) = &source.vintage
-    {
-        let (chosen, available, kept) =
-            filter_column_vintage(ctx, name, spec, column, period).await?;
-        rows_in_use = kept;
-        vintage_record = Some(
-            serde_json::json!({"by": format!("column {column}"), "available": available, "chosen": chosen, "rows": kept}),
-        );
-    }
-    if let Some(v) = &vintage_record {
-        info!(source = %name, vintage = %v["chosen"], "vintage");
-    }
-    info!(source = %name, files = files.len(), rows = read, rejected, seconds = started.elapsed().as_secs_f64(), "source read");
-    manifest.steps.push(StepRecord {
-        name: name.clone(),
-        kind: "source".into(),
-        inputs: files
-            .iter()
-            .zip(&loaded.rows_per_file)
-            .map(|(f, r)| (f.url.clone(), *r as u64))
-            .collect(),
-        rows_read: read as u64,
-        rows_written: accepted as u64,
-        rows_rejected: rejected as u64,
-        seconds: started.elapsed().as_secs_f64(),
-        parameters: vintage_record.map(|v| serde_json::json!({ "vintage": v })),
-    });
-    rows.insert(name.clone(), rows_in_use);
-    Ok(extracted)
-}
-
-/// Keeps only the rows of the vintage in effect (by a column's value) and re-registers the
-/// source with them. Returns the chosen label, all labels, and the rows kept; the rows of
-/// other vintages are read (and counted in the manifest) but not used.
-async fn filter_column_vintage(
-    ctx: &SessionContext,
-    source: &str,
-    spec: &VintageSpec,
-    column: &str,
-    period: Period,
-) -> Result<(String, Vec<String>, u64), RunError> {
-    let col = segflow_models::quote_ident(column);
-    let table = segflow_models::quote_ident(source);
-    let batches = crate::models::collect(
-        ctx,
-        source,
-        &format!("SELECT DISTINCT CAST({col} AS VARCHAR) AS v FROM {table} WHERE {col} IS NOT NULL ORDER BY v"),
-    )
-    .await?;
-    let available: Vec<String> = crate::models::string_column(source, &batches, "v")?
-        .into_iter()
-        .flatten()
-        .collect();
-    let chosen = pick_vintage(source, spec, &available, period)?;
-    let scratch = crate::models::scratch(source, "vintage");
-    let kept = crate::models::materialize_as(
-        ctx,
-        source,
-        &scratch,
-        &format!(
-            "SELECT * FROM {table} WHERE CAST({col} AS VARCHAR) = {}",
-            segflow_models::quote_literal(&chosen)
-        ),
-    )
-    .await?;
-    let provider = ctx
-        .table_provider(scratch.as_str())
-        .await
-        .map_err(|e| RunError::Step {
-            step: source.to_string(),
-            source: Box::new(e),
-        })?;
-    ctx.deregister_table(source).map_err(|e| RunError::Step {
-        step: source.to_string(),
-        source: Box::new(e),
-    })?;
-    ctx.register_table(source, provider)
-        .map_err(|e| RunError::Step {
-            step: source.to_string(),
-            source: Box::new(e),
-        })?;
-    Ok((chosen, available, kept))
-}
-
-/// The quarantine table of a source: one row per rejected row, in file and line order.
-fn quarantine_batch(
-    source: &str,
-    bad_rows: &[BadRow],
-) -> Result<(SchemaRef, RecordBatch), RunError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("source", DataType::Utf8, false),
-        Field::new("file", DataType::Utf8, false),
-        Field::new("line", DataType::Int64, false),
-        Field::new("raw", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-    ]));
-    let rows = sorted_bad_rows(bad_rows);
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|_| source))),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.file.as_str()),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter()
-                .map(|r| i64::try_from(r.line).unwrap_or(i64::MAX)),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.raw.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.reason.as_str()),
-        )),
-    ];
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| RunError::Step {
-        step: source.to_string(),
-        source: Box::new(e.into()),
-    })?;
-    Ok((schema, batch))
-}
-
-/// SHA-256 over the input files' SHA-256s: one value saying "these exact inputs".
-fn inputs_fingerprint(manifest: &Manifest) -> String {
-    let mut inputs = Sha256::new();
-    for input in &manifest.inputs {
-        inputs.update(input.sha256.as_bytes());
-        inputs.update(b"\n");
-    }
-    hex::encode(inputs.finalize())
-}
-
-/// Parquet key/value metadata. Only values that are the same for the same inputs go here (no
-/// run id, no timestamp), so re-runs stay byte-identical; the manifest links files to runs.
-fn file_metadata(
-    pipeline: &Pipeline,
-    request: &RunRequest,
-    manifest: &Manifest,
-) -> Vec<(String, String)> {
-    vec![
-        ("segflow.pipeline".into(), pipeline.name.clone()),
-        (
-            "segflow.pipeline_sha256".into(),
-            request.pipeline_sha256.clone(),
-        ),
-        ("segflow.period".into(), request.period.to_string()),
-        ("segflow.inputs_sha256".into(), inputs_fingerprint(manifest)),
-        ("segflow.version".into(), env!("CARGO_PKG_VERSION").into()),
-    ]
-}
-
-fn column(name: &str) -> Expr {
-    Expr::Column(Column::new_unqualified(name))
-}
-
-/// BI tools and older readers handle plain `Utf8` best; DataFusion may produce view types.
-fn portable_type(t: &DataType) -> Option<DataType> {
-    match t {
-        DataType::Utf8View | DataType::LargeUtf8 => Some(DataType::Utf8),
-        DataType::BinaryView | DataType::LargeBinary => Some(DataType::Binary),
-        _ => None,
-    }
-}
-
-async fn stage_output(
-    ctx: &SessionContext,
-    output: &Output,
-    period: Period,
-    run_id: &str,
-    metadata: &[(String, String)],
-) -> Result<StagedTable, RunError> {
-    let name = &output.name.value;
-    let query_err = |e| RunError::OutputQuery {
-        output: name.clone(),
-        source: Box::new(e),
-    };
-    let df = ctx
-        .table(output.from.value.as_str())
-        .await
-        .map_err(query_err)?;
-    let fields: Vec<String> = df
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    if fields.iter().any(|f| f == "period") {
-        return Err(RunError::Output {
-            output: name.clone(),
-            message: format!(
-                "step `{}` has a column named `period`, which is the partition column segflow writes; rename it",
-                output.from.value
-            ),
-        });
-    }
-    let sub_partitions: Vec<String> = output.partition_by.iter().skip(1).cloned().collect();
-    for c in sub_partitions.iter().chain(&output.order_by) {
-        if !fields.contains(c) {
-            return Err(RunError::Output {
-                output: name.clone(),
-                message: format!(
-                    "no column `{c}` in step `{}` (it has: {})",
-                    output.from.value,
-                    fields.join(", ")
-                ),
-            });
-        }
-    }
-    // Rows sorted by partition, then by `order_by`, then by every other column: a total order,
-    // so files are identical whatever the parallelism.
-    let mut order: Vec<String> = sub_partitions.clone();
-    order.extend(output.order_by.iter().cloned());
-    order.extend(
-        fields
-            .iter()
-            .filter(|f| !order.contains(f))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
-    let sort: Vec<SortExpr> = order.iter().map(|c| column(c).sort(true, false)).collect();
-    let projection: Vec<Expr> = df
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| match portable_type(f.data_type()) {
-            Some(t) => cast(column(f.name()), t).alias(f.name()),
-            None => column(f.name()),
-        })
-        .collect();
-    let df = df
-        .select(projection)
-        .map_err(query_err)?
-        .sort(sort)
-        .map_err(query_err)?;
-    let (schema, partitions) = collect_physical(df).await.map_err(query_err)?;
-    let batches: Vec<RecordBatch> = partitions.into_iter().flatten().collect();
-    let root = local_path("output", &output.path)?;
-    let table = stage_batches(
-        &root,
-        period,
-        run_id,
-        schema,
-        &batches,
-        &sub_partitions,
-        output.max_rows_per_file,
-        metadata,
-    )?;
-    info!(output = %name, rows = table.files.iter().map(|f| f.rows).sum::<u64>(), files = table.files.len(), path = %root.display(), "output staged");
-    Ok(table)
-}
-
-/// Writes one period of a table into its staging directory.
-#[allow(clippy::too_many_arguments)]
-fn stage_batches(
-    root: &Path,
-    period: Period,
-    run_id: &str,
-    schema: SchemaRef,
-    batches: &[RecordBatch],
-    sub_partitions: &[String],
-    max_rows_per_file: usize,
-    metadata: &[(String, String)],
-) -> Result<StagedTable, RunError> {
-    let table = StagedTable {
-        root: root.to_path_buf(),
-        run_id: run_id.to_string(),
-        period_dir: partition_dir("period", Some(&period.to_string())),
-        files: Vec::new(),
-    };
-    let files = write_table(
-        &table.staged_period(),
-        schema,
-        batches,
-        sub_partitions,
-        max_rows_per_file,
-        metadata,
-    )?;
-    Ok(StagedTable { files, ..table })
-}
-
-fn output_files(table: &StagedTable) -> Vec<OutputFile> {
-    table
-        .files
-        .iter()
-        .map(|f| OutputFile {
-            path: format!("{}/{}", table.period_dir, f.relative_path),
-            rows: f.rows,
-            size: f.size,
-            sha256: f.sha256.clone(),
-        })
-        .collect()
 }

@@ -36,6 +36,19 @@ pub struct Manifest {
     pub models: Vec<ModelRecord>,
     /// Seconds spent per phase (`extract`, `transform`, `write`, `commit`).
     pub timings: BTreeMap<String, f64>,
+    /// How the engine was sized, and what it spilled.
+    #[serde(default)]
+    pub engine: Option<EngineRecord>,
+}
+
+/// The memory the run was allowed and what it had to put on disk to stay within it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineRecord {
+    /// Bytes of DataFusion's memory pool.
+    pub memory_limit: u64,
+    pub target_partitions: usize,
+    /// Bytes sorts, joins and aggregations wrote to the spill directory.
+    pub spilled_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

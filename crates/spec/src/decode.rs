@@ -79,7 +79,7 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
         m.finish(ctx);
     }
     if let Some((n, p)) = top.get("engine") {
-        out.engine = engine(ctx, n, &p);
+        out.engine = engine(ctx, n, &p, base_dir);
     }
     if let Some((n, p)) = top.required(ctx, "sources")
         && let Some(mut m) = yaml::map(ctx, n, &p)
@@ -149,7 +149,7 @@ pub(crate) fn resolve_location(text: &str, base_dir: &Path) -> String {
     base_dir.join(trimmed).to_string_lossy().into_owned()
 }
 
-fn engine(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> EngineOptions {
+fn engine(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str, base_dir: &Path) -> EngineOptions {
     let mut opts = EngineOptions::default();
     let Some(mut m) = yaml::map(ctx, node, path) else {
         return opts;
@@ -169,12 +169,17 @@ fn engine(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> EngineOptions {
             ),
         }
     }
+    if let Some((n, p)) = m.get("spill_dir")
+        && let Some(text) = yaml::string(ctx, n, &p)
+    {
+        opts.spill_dir = Some(resolve_location(&text.value, base_dir));
+    }
     m.finish(ctx);
     opts
 }
 
 /// `4GiB`, `512 MiB`, `2GB`, `1000000` → bytes.
-fn parse_bytes(text: &str) -> Option<u64> {
+pub fn parse_bytes(text: &str) -> Option<u64> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);

@@ -24,6 +24,7 @@ use std::path::Path;
 
 use saphyr::LoadableYamlNode;
 
+pub use decode::parse_bytes;
 pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
 pub use models::{
     ArtifactRef, Axis, ClusterSpec, ClvSpec, Crosswalk, EnrichSpec, FrequencyMeasure, JoinKey,

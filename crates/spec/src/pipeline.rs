@@ -50,8 +50,12 @@ impl Pipeline {
 pub struct EngineOptions {
     /// Parallelism; defaults to the number of cores.
     pub target_partitions: Option<usize>,
-    /// Memory pool size in bytes; beyond it, operators that can spill do.
+    /// Memory pool size in bytes; beyond it, operators that can spill do. `None`: a share of
+    /// the machine's memory (see the engine's session).
     pub memory_limit: Option<u64>,
+    /// Where sorts, joins and aggregations spill and where the run keeps its scratch tables;
+    /// `None`: the system's temporary directory.
+    pub spill_dir: Option<String>,
 }
 
 /// File format of a source.

@@ -294,7 +294,8 @@ pub(crate) async fn query(
         .map_err(df_err(step))
 }
 
-/// Runs `sql` once and registers the result as `name`, for the model's later queries.
+/// Runs `sql` once into the run's scratch space and registers the result as `name`, for the
+/// model's later queries.
 pub(crate) async fn materialize_as(
     ctx: &SessionContext,
     step: &str,
@@ -302,19 +303,9 @@ pub(crate) async fn materialize_as(
     sql: &str,
 ) -> Result<u64, RunError> {
     let df = query(ctx, step, sql).await?;
-    let (schema, partitions) = crate::run::collect_physical(df)
+    crate::materialize::materialize(ctx, name, df)
         .await
-        .map_err(df_err(step))?;
-    let rows = partitions
-        .iter()
-        .flatten()
-        .map(RecordBatch::num_rows)
-        .sum::<usize>() as u64;
-    let table = MemTable::try_new(schema, partitions).map_err(df_err(step))?;
-    ctx.deregister_table(name).map_err(df_err(step))?;
-    ctx.register_table(name, Arc::new(table))
-        .map_err(df_err(step))?;
-    Ok(rows)
+        .map_err(df_err(step))
 }
 
 /// The name of a model's intermediate table; `__` keeps it apart from user names.
