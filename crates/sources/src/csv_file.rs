@@ -15,8 +15,11 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use segflow_spec::{ColumnSpec, ColumnType, CsvOptions, Pii, SchemaDrift, TextEncoding};
+use segflow_spec::{ColumnSpec, ColumnType, CsvOptions, Pii};
+#[cfg(test)]
+use segflow_spec::{SchemaDrift, TextEncoding};
 
+#[cfg(test)]
 use crate::schema::match_columns;
 use crate::values::{Value, parse};
 
@@ -33,7 +36,8 @@ pub struct BadRow {
     pub reason: String,
 }
 
-/// One file read: typed batches, the rows set aside, and the encoding found.
+/// One file read whole: typed batches, the rows set aside, and the encoding found.
+#[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct CsvFileRead {
     pub batches: Vec<RecordBatch>,
@@ -48,6 +52,10 @@ pub(crate) struct CsvFileRead {
 #[derive(Debug)]
 pub(crate) enum FileProblem {
     Decode(String),
+    /// The object store failed while the file was being read.
+    Io(object_store::Error),
+    /// The scratch file could not be written.
+    Scratch(datafusion::arrow::error::ArrowError),
     Header(crate::error::SourceError),
     Arrow(datafusion::arrow::error::ArrowError),
 }
@@ -64,6 +72,7 @@ pub(crate) fn csv_reader<R: Read>(opts: &CsvOptions, input: R) -> csv::Reader<R>
         .from_reader(input)
 }
 
+#[cfg(test)]
 fn decompress(name: &str, bytes: &[u8]) -> Result<Vec<u8>, FileProblem> {
     let lower = name.to_ascii_lowercase();
     let problem = |e: std::io::Error| FileProblem::Decode(format!("cannot decompress: {e}"));
@@ -80,6 +89,7 @@ fn decompress(name: &str, bytes: &[u8]) -> Result<Vec<u8>, FileProblem> {
     }
 }
 
+#[cfg(test)]
 fn line_of(bytes: &[u8], offset: usize) -> usize {
     bytes[..offset.min(bytes.len())]
         .iter()
@@ -89,6 +99,7 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
 }
 
 /// Bytes → text in the declared (or detected) encoding, without a byte-order mark.
+#[cfg(test)]
 fn decode(bytes: Vec<u8>, encoding: TextEncoding) -> Result<(String, &'static str), FileProblem> {
     let utf8 = |bytes: Vec<u8>| -> Result<String, FileProblem> {
         let body = bytes
@@ -207,7 +218,10 @@ impl Builder {
     }
 }
 
-/// Reads one CSV file's bytes into batches of the declared `schema` (declaration order).
+/// Reads one CSV file's bytes, whole, into batches of the declared `schema` (declaration
+/// order). This was the production reader before files were streamed; it stays as the
+/// reference the streaming reader is tested against.
+#[cfg(test)]
 pub(crate) fn read_csv_file(
     source_name: &str,
     file: &str,
@@ -292,9 +306,11 @@ pub(crate) fn read_csv_file(
 }
 
 /// Pieces of work for the reader threads of one file.
+#[cfg(test)]
 const PARALLEL_PIECES: usize = 8;
 
 /// Cuts `text[from..]` into about `n` byte ranges that each end after a line break.
+#[cfg(test)]
 fn split_at_lines(text: &str, from: usize, n: usize) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
     let step = ((bytes.len() - from) / n.max(1)).max(1 << 20);
@@ -315,27 +331,29 @@ fn split_at_lines(text: &str, from: usize, n: usize) -> Vec<(usize, usize)> {
 }
 
 /// What a piece of a file yields.
-struct Piece {
-    batches: Vec<RecordBatch>,
-    bad_rows: Vec<BadRow>,
-    records: usize,
+#[derive(Debug)]
+pub(crate) struct Piece {
+    pub batches: Vec<RecordBatch>,
+    pub bad_rows: Vec<BadRow>,
+    pub records: usize,
 }
 
 /// Everything a reader thread needs to type records of one file.
-struct Chunks<'a> {
-    file: &'a str,
+#[derive(Debug)]
+pub(crate) struct Chunks<'a> {
+    pub file: &'a str,
     /// Per file column: personal data, never shown in raw text or reasons.
-    redact: &'a [bool],
-    header_len: usize,
-    positions: &'a [Option<usize>],
-    declared: &'a [ColumnSpec],
-    opts: &'a CsvOptions,
-    schema: &'a SchemaRef,
+    pub redact: &'a [bool],
+    pub header_len: usize,
+    pub positions: &'a [Option<usize>],
+    pub declared: &'a [ColumnSpec],
+    pub opts: &'a CsvOptions,
+    pub schema: &'a SchemaRef,
 }
 
 impl Chunks<'_> {
     /// Types the records of `text`, a piece of the file starting at line `first_line`.
-    fn read(&self, text: &str, first_line: u64) -> Result<Piece, FileProblem> {
+    pub(crate) fn read(&self, text: &str, first_line: u64) -> Result<Piece, FileProblem> {
         let (file, declared, opts, positions, schema) = (
             self.file,
             self.declared,
@@ -514,7 +532,7 @@ mod tests {
                 .map(|c| Field::new(&c.name, crate::schema::arrow_type(c.data_type), true))
                 .collect::<Vec<_>>(),
         ));
-        match read_csv_file(
+        let whole = match read_csv_file(
             "s",
             "f.csv",
             bytes,
@@ -525,7 +543,15 @@ mod tests {
         ) {
             Ok(r) => r,
             Err(e) => panic!("{e:?}"),
+        };
+        // The streaming reader must agree, in small chunks and in one.
+        for chunk_bytes in [256, 64 << 20] {
+            let streamed =
+                crate::stream::tests::stream("f.csv", bytes, opts, declared, chunk_bytes)
+                    .unwrap_or_else(|e| panic!("{e:?}"));
+            crate::stream::tests::assert_same(&whole, &streamed);
         }
+        whole
     }
 
     fn cells(r: &CsvFileRead) -> Vec<Vec<String>> {

@@ -61,6 +61,14 @@ pub enum SourceError {
         message: String,
     },
 
+    #[error("source `{source_name}`: cannot write scratch file `{path}`: {error}")]
+    Scratch {
+        source_name: String,
+        path: String,
+        #[source]
+        error: Box<DataFusionError>,
+    },
+
     #[error("source `{source_name}`: `{file}`: {error}")]
     Read {
         source_name: String,

@@ -11,6 +11,7 @@ mod location;
 mod privacy;
 mod read;
 mod schema;
+mod stream;
 mod values;
 mod xlsx;
 
@@ -19,5 +20,5 @@ pub use csv_file::BadRow;
 pub use error::SourceError;
 pub use location::{InputFile, list_files};
 pub use privacy::pseudonymize;
-pub use read::{LoadedSource, load, scan};
+pub use read::{BAD_ROW_SAMPLE, LoadedSource, bad_rows_schema, load, read_bad_rows, scan};
 pub use schema::arrow_type;

@@ -9,6 +9,10 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::common::{Column, DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use hmac::{Hmac, Mac};
 use segflow_spec::{Pii, Source};
 use sha2::Sha256;
@@ -47,6 +51,80 @@ pub(crate) fn has_pii(source: &Source) -> bool {
         .any(|c| matches!(c.pii, Some(Pii::Hash | Pii::Drop)))
 }
 
+/// The keyed hash of every value's text; NULL stays NULL. One HMAC per value is inherent
+/// (there is no batch kernel for it), so this is the one row-by-row loop.
+fn hash_array(key: &[u8], array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 64);
+    for i in 0..array.len() {
+        if array.is_null(i) {
+            out.append_null();
+        } else {
+            out.append_value(pseudonymize(key, &array_value_to_string(array, i)?));
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// `pii: hash` as a SQL function, so a lazily scanned source (Parquet, JSON lines) is
+/// protected in its plan, before any other expression sees the value. The key lives inside
+/// the function and is never printed (plans show only the function's name).
+#[derive(PartialEq, Eq, Hash)]
+struct Pseudonymize {
+    key: Vec<u8>,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for Pseudonymize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pseudonymize { key: <withheld> }")
+    }
+}
+
+impl ScalarUDFImpl for Pseudonymize {
+    fn name(&self) -> &str {
+        "segflow_pseudonymize"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(
+                "segflow_pseudonymize takes one argument".into(),
+            ));
+        };
+        let array = value.to_array(args.number_rows)?;
+        Ok(ColumnarValue::Array(hash_array(&self.key, &array)?))
+    }
+}
+
+/// The declared columns of a source (already in its declared schema) after `pii: hash` and
+/// `pii: drop`, as expressions: what `protect` does to a batch, for a lazy plan.
+pub(crate) fn protect_exprs(source: &Source, key: &[u8]) -> Vec<Expr> {
+    let udf = ScalarUDF::new_from_impl(Pseudonymize {
+        key: key.to_vec(),
+        signature: Signature::any(1, Volatility::Immutable),
+    });
+    source
+        .schema
+        .iter()
+        .filter(|c| c.pii != Some(Pii::Drop))
+        .map(|c| {
+            let value = Expr::Column(Column::new_unqualified(&c.name));
+            match c.pii {
+                Some(Pii::Hash) => udf.call(vec![value]).alias(&c.name),
+                _ => value,
+            }
+        })
+        .collect()
+}
+
 /// Applies `pii: hash` and `pii: drop` to one batch in the declared schema.
 pub(crate) fn protect(
     source: &Source,
@@ -58,17 +136,7 @@ pub(crate) fn protect(
     for (spec, array) in source.schema.iter().zip(batch.columns()) {
         match spec.pii {
             Some(Pii::Drop) => {}
-            Some(Pii::Hash) => {
-                let mut out = StringBuilder::with_capacity(array.len(), array.len() * 64);
-                for i in 0..array.len() {
-                    if array.is_null(i) {
-                        out.append_null();
-                    } else {
-                        out.append_value(pseudonymize(key, &array_value_to_string(array, i)?));
-                    }
-                }
-                columns.push(Arc::new(out.finish()));
-            }
+            Some(Pii::Hash) => columns.push(hash_array(key, array)?),
             _ => columns.push(Arc::clone(array)),
         }
     }

@@ -1,40 +1,76 @@
 //! Reading a source's files into typed tables.
+//!
+//! CSV and Excel files are streamed through segflow's own reader (line numbers, encodings,
+//! decimal commas, quarantine) into an Arrow IPC file in the run's scratch directory, so a
+//! source of any size is held neither in memory nor read twice. Parquet and JSON lines are
+//! self-describing and typed by DataFusion: they stay lazy views, so later steps get
+//! projection and predicate pushdown into the files themselves.
 
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::{Array, AsArray, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
 use datafusion::common::Column;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::arrow::ArrowFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{Expr, cast, lit};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
-use object_store::ObjectStoreExt;
+use futures::StreamExt;
+use object_store::{GetResultPayload, ObjectStoreExt};
 use segflow_spec::{CsvOptions, Format, Source};
+use sha2::{Digest, Sha256};
 
-use crate::csv_file::{BadRow, CsvFileRead, FileProblem, csv_reader, read_csv_file};
+use crate::csv_file::{BadRow, FileProblem, csv_reader};
 use crate::error::SourceError;
 use crate::location::InputFile;
-use crate::privacy::{has_pii, protect, protected_schema};
+use crate::privacy::{has_pii, protect, protect_exprs, protected_schema};
 use crate::schema::{arrow_type, match_columns};
+use crate::stream::{
+    CHUNK_BYTES, ChannelReader, Compression, CsvJob, Hashing, TypedChunk, read_csv_stream,
+    store_failure,
+};
 use crate::xlsx::sheet_as_csv;
 
-/// A source read into memory, with what the manifest needs to know about it.
+/// Bad rows kept in memory per source, for messages; all of them are in the scratch file.
+pub const BAD_ROW_SAMPLE: usize = 20;
+
+/// A source ready to query, with what the manifest needs to know about it.
 #[derive(Debug)]
 pub struct LoadedSource {
-    pub table: Arc<MemTable>,
+    /// CSV/Excel: the typed (and protected) rows in an Arrow IPC scratch file. Parquet/JSON
+    /// lines: a lazy view over the files. Either way, in the declared (protected) schema.
+    pub table: Arc<dyn TableProvider>,
     /// Records read per input file (accepted + rejected), in the order of the files given.
     pub rows_per_file: Vec<usize>,
-    /// Rows that could not be parsed or typed, with file, line, raw text and reason.
-    pub bad_rows: Vec<BadRow>,
+    /// Records rejected (bad rows) per input file, in the order of the files given.
+    pub rejected_per_file: Vec<usize>,
+    /// The first [`BAD_ROW_SAMPLE`] bad rows, in file and line order, for messages.
+    pub bad_row_sample: Vec<BadRow>,
+    /// Every bad row, in file and line order, as an Arrow IPC file with the columns of
+    /// [`bad_rows_schema`]; `None` when there are none. Read it with [`read_bad_rows`].
+    pub bad_rows_file: Option<PathBuf>,
+    /// SHA-256 (hex) per input file, of the very bytes that were parsed.
+    pub sha256_per_file: Vec<String>,
     /// Text encoding per file (CSV: as declared or detected; other formats: their own).
     pub encodings: Vec<&'static str>,
     /// NULL count per declared column (accepted rows), in declaration order.
     pub null_counts: Vec<usize>,
-    /// Rows in `table`, counted from the batches handed to it.
+    /// Rows in `table`, counted from the batches written to it.
     pub rows_in_table: usize,
     /// Column drift tolerated by the source's `schema_drift` policy, per file.
     pub drift_warnings: Vec<String>,
@@ -46,10 +82,34 @@ impl LoadedSource {
         self.rows_per_file.iter().sum()
     }
 
-    /// Records that passed into the table: `rows_read() - bad_rows.len()`.
-    pub fn rows_accepted(&self) -> usize {
-        self.rows_read() - self.bad_rows.len()
+    /// Records rejected in all files.
+    pub fn rows_rejected(&self) -> usize {
+        self.rejected_per_file.iter().sum()
     }
+
+    /// Records that passed into the table: `rows_read() - rows_rejected()`.
+    pub fn rows_accepted(&self) -> usize {
+        self.rows_read().saturating_sub(self.rows_rejected())
+    }
+}
+
+/// The columns of the bad-rows file: the fields of [`BadRow`].
+pub fn bad_rows_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("file", DataType::Utf8, false),
+        Field::new("line", DataType::Int64, false),
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]))
+}
+
+/// The batches of a bad-rows file ([`LoadedSource::bad_rows_file`]), one at a time.
+pub fn read_bad_rows(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<RecordBatch, ArrowError>> + use<>, ArrowError> {
+    let file = File::open(path)
+        .map_err(|e| ArrowError::IoError(format!("cannot open `{}`: {e}", path.display()), e))?;
+    FileReader::try_new(BufReader::new(file), None)
 }
 
 fn read_error(source: &Source, file: &InputFile, error: DataFusionError) -> SourceError {
@@ -72,7 +132,10 @@ fn declared_schema(source: &Source) -> Schema {
 }
 
 /// The first record of a CSV file, read with the source's dialect from the file's first bytes.
-async fn csv_header(source: &Source, file: &InputFile) -> Result<Vec<String>, SourceError> {
+pub(crate) async fn csv_header(
+    source: &Source,
+    file: &InputFile,
+) -> Result<Vec<String>, SourceError> {
     let io = |error| SourceError::Io {
         source_name: source.name.value.clone(),
         file: file.url.clone(),
@@ -276,158 +339,535 @@ pub async fn scan(
     })
 }
 
-/// Reads a CSV file with segflow's own reader (line numbers, encodings, decimal commas).
+/// A file name for a source in the scratch directory.
+fn scratch_name(source: &Source, suffix: &str) -> String {
+    let name: String = source
+        .name
+        .value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}{suffix}")
+}
+
+/// Typed batches appended to an Arrow IPC file as they are produced.
+struct IpcSink {
+    path: PathBuf,
+    writer: FileWriter<BufWriter<File>>,
+    rows: usize,
+}
+
+impl IpcSink {
+    fn create(path: PathBuf, schema: &Schema) -> Result<Self, ArrowError> {
+        let file = File::create(&path).map_err(|e| {
+            ArrowError::IoError(format!("cannot create `{}`: {e}", path.display()), e)
+        })?;
+        let writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)?;
+        Ok(Self {
+            path,
+            writer,
+            rows: 0,
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        if batch.num_rows() > 0 {
+            self.writer.write(batch)?;
+            self.rows += batch.num_rows();
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(PathBuf, usize), ArrowError> {
+        self.writer.finish()?;
+        Ok((self.path, self.rows))
+    }
+}
+
+impl std::fmt::Debug for IpcSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IpcSink({})", self.path.display())
+    }
+}
+
+/// Bad rows streamed to a scratch file (created at the first one), with counts and a sample.
+#[derive(Debug)]
+struct BadRowSink {
+    path: PathBuf,
+    writer: Option<IpcSink>,
+    /// Bad rows of the file being read.
+    in_file: usize,
+    sample: Vec<BadRow>,
+}
+
+impl BadRowSink {
+    fn write(&mut self, rows: Vec<BadRow>) -> Result<(), ArrowError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.in_file += rows.len();
+        let batch = RecordBatch::try_new(
+            bad_rows_schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.file))),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter()
+                        .map(|r| i64::try_from(r.line).unwrap_or(i64::MAX)),
+                )),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.raw))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| &r.reason),
+                )),
+            ],
+        )?;
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => self
+                .writer
+                .insert(IpcSink::create(self.path.clone(), &bad_rows_schema())?),
+        };
+        writer.write(&batch)?;
+        let room = BAD_ROW_SAMPLE.saturating_sub(self.sample.len());
+        self.sample.extend(rows.into_iter().take(room));
+        Ok(())
+    }
+}
+
+/// Where the typed chunks of a source's CSV/Excel files go, moved to the blocking reader of
+/// each file in turn.
+#[derive(Debug)]
+struct CsvOutput {
+    table: IpcSink,
+    bad: BadRowSink,
+    null_counts: Vec<usize>,
+}
+
+impl CsvOutput {
+    fn take(&mut self, typed: TypedChunk) -> Result<(), FileProblem> {
+        for batch in &typed.batches {
+            self.table.write(batch).map_err(FileProblem::Scratch)?;
+        }
+        for (count, n) in self.null_counts.iter_mut().zip(&typed.null_counts) {
+            *count += n;
+        }
+        self.bad.write(typed.bad_rows).map_err(FileProblem::Scratch)
+    }
+}
+
+/// Local files are read with large reads on the reader thread (object_store's stream of a
+/// local file hands out 8 KiB pieces, each from a blocking task); failures stay I/O errors.
+struct LocalFile(std::io::Take<File>);
+
+impl Read for LocalFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            store_failure(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            })
+        })
+    }
+}
+
+/// What the reader of one CSV/Excel file needs, owned, for the blocking thread.
+#[derive(Debug, Clone)]
+struct CsvFileJob {
+    source: Source,
+    url: String,
+    opts: CsvOptions,
+    declared_schema: SchemaRef,
+    protected: Option<(Vec<u8>, SchemaRef)>,
+    chunk_bytes: usize,
+    workers: usize,
+}
+
+/// The raw bytes of a file: a local file directly, any other store through its async
+/// stream, pumped by a task so the next bytes download while these are parsed.
+async fn open_raw(file: &InputFile) -> Result<Box<dyn Read + Send>, object_store::Error> {
+    let got = file.store.get(&file.path).await?;
+    let range = got.range.clone();
+    match got.payload {
+        GetResultPayload::File(mut f, _) => {
+            use std::io::{Seek, SeekFrom};
+            f.seek(SeekFrom::Start(range.start))
+                .map_err(|e| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                })?;
+            Ok(Box::new(LocalFile(f.take(range.end - range.start))))
+        }
+        GetResultPayload::Stream(mut stream) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(async move {
+                while let Some(item) = stream.next().await {
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            Ok(Box::new(ChannelReader::new(rx)))
+        }
+    }
+}
+
+/// Reads one CSV or Excel file into `out`; returns records read, encoding, drift warnings
+/// and the SHA-256 of the file.
 async fn load_csv_file(
     source: &Source,
     file: &InputFile,
-    schema: &SchemaRef,
-) -> Result<CsvFileRead, SourceError> {
+    job: &CsvFileJob,
+    mut out: CsvOutput,
+) -> Result<(crate::stream::StreamedFile, String, CsvOutput), SourceError> {
     let io = |error| SourceError::Io {
         source_name: source.name.value.clone(),
         file: file.url.clone(),
         error,
     };
-    let bytes = file
-        .store
-        .get(&file.path)
-        .await
-        .map_err(io)?
-        .bytes()
-        .await
-        .map_err(io)?;
-    let drift = source.drift;
-    let (name, url, opts, declared, schema) = (
-        source.name.value.clone(),
-        file.url.clone(),
-        source.csv.clone(),
-        source.schema.clone(),
-        Arc::clone(schema),
-    );
-    let (xlsx, sheet) = (source.format == Format::Xlsx, source.sheet.clone());
+    let xlsx = source.format == Format::Xlsx;
+    // A workbook is a zip archive, read whole; CSV text is streamed.
+    let (raw, sha256): (Box<dyn Read + Send>, Option<String>) = if xlsx {
+        let bytes = file
+            .store
+            .get(&file.path)
+            .await
+            .map_err(io)?
+            .bytes()
+            .await
+            .map_err(io)?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let sheet = source.sheet.clone();
+        let text =
+            tokio::task::spawn_blocking(move || sheet_as_csv(bytes.to_vec(), sheet.as_deref()))
+                .await
+                .map_err(|e| read_error(source, file, DataFusionError::External(Box::new(e))))?
+                .map_err(|p| problem(source, file, None, p))?;
+        (Box::new(std::io::Cursor::new(text.into_bytes())), Some(sha))
+    } else {
+        (open_raw(file).await.map_err(io)?, None)
+    };
+    let job = job.clone();
+    let scratch_path = out.table.path.display().to_string();
     let parsed = tokio::task::spawn_blocking(move || {
-        if xlsx {
-            let text = sheet_as_csv(bytes.to_vec(), sheet.as_deref())?;
-            let opts = CsvOptions {
-                null_values: opts.null_values,
-                ..CsvOptions::default()
-            };
-            let mut read = read_csv_file(
-                &name,
-                &url,
-                text.as_bytes(),
-                &opts,
-                &declared,
-                drift,
-                &schema,
-            )?;
-            read.encoding = "xlsx";
-            return Ok(read);
-        }
-        read_csv_file(&name, &url, &bytes, &opts, &declared, drift, &schema)
+        let compression = if xlsx {
+            Compression::None
+        } else {
+            Compression::of(&job.url)
+        };
+        let transform = |batch: RecordBatch| match &job.protected {
+            Some((key, schema)) => protect(&job.source, key, &batch, schema),
+            None => Ok(batch),
+        };
+        let csv_job = CsvJob {
+            source_name: &job.source.name.value,
+            file: &job.url,
+            opts: &job.opts,
+            declared: &job.source.schema,
+            drift: job.source.drift,
+            schema: &job.declared_schema,
+            chunk_bytes: job.chunk_bytes,
+            workers: job.workers,
+        };
+        out.bad.in_file = 0;
+        let result = read_csv_stream(
+            Hashing::new(raw),
+            compression,
+            csv_job,
+            &transform,
+            &mut |typed| out.take(typed),
+        )
+        .and_then(|(read, raw)| {
+            let (sha, _) = raw.finish().map_err(|e| match e.into_inner() {
+                Some(inner) => match inner.downcast::<crate::stream::StoreFailure>() {
+                    Ok(failure) => FileProblem::Io(failure.0),
+                    Err(other) => FileProblem::Decode(other.to_string()),
+                },
+                None => FileProblem::Decode("cannot read the file".into()),
+            })?;
+            Ok((read, sha))
+        });
+        result.map(|(read, sha)| (read, sha, out))
     })
     .await
     .map_err(|e| read_error(source, file, DataFusionError::External(Box::new(e))))?;
-    parsed.map_err(|problem| match problem {
+    let (mut read, sha, out) = parsed.map_err(|p| problem(source, file, Some(&scratch_path), p))?;
+    if xlsx {
+        read.encoding = "xlsx";
+    }
+    Ok((read, sha256.unwrap_or(sha), out))
+}
+
+/// A whole-file problem as the source error naming the file.
+fn problem(
+    source: &Source,
+    file: &InputFile,
+    scratch: Option<&str>,
+    p: FileProblem,
+) -> SourceError {
+    match p {
         FileProblem::Header(e) => e,
         FileProblem::Decode(message) => SourceError::Decode {
             source_name: source.name.value.clone(),
             file: file.url.clone(),
             message,
         },
+        FileProblem::Io(error) => SourceError::Io {
+            source_name: source.name.value.clone(),
+            file: file.url.clone(),
+            error,
+        },
         FileProblem::Arrow(e) => read_error(source, file, e.into()),
-    })
+        FileProblem::Scratch(e) => SourceError::Scratch {
+            source_name: source.name.value.clone(),
+            path: scratch.unwrap_or_default().to_string(),
+            error: Box::new(e.into()),
+        },
+    }
 }
 
-/// Reads every file of a source into memory, file by file so errors and counts name the file.
-/// Batches are spread over `partitions` table partitions so later steps run in parallel.
+/// Reads a source: CSV and Excel files are streamed into an Arrow IPC file under `scratch`
+/// (which must exist and outlive the run's use of the table); Parquet and JSON lines become a
+/// lazy view. Files are read one after another so errors and counts name the file.
 pub async fn load(
     ctx: &SessionContext,
     source: &Source,
     files: &[InputFile],
     pii_key: Option<&[u8]>,
+    scratch: &Path,
 ) -> Result<LoadedSource, SourceError> {
-    let schema = Arc::new(declared_schema(source));
-    let mut batches: Vec<RecordBatch> = Vec::new();
+    load_with(ctx, source, files, pii_key, scratch, CHUNK_BYTES).await
+}
+
+pub(crate) async fn load_with(
+    ctx: &SessionContext,
+    source: &Source,
+    files: &[InputFile],
+    pii_key: Option<&[u8]>,
+    scratch: &Path,
+    chunk_bytes: usize,
+) -> Result<LoadedSource, SourceError> {
+    if files.is_empty() {
+        return Err(SourceError::NoFiles {
+            source_name: source.name.value.clone(),
+            location: source.location.value.clone(),
+        });
+    }
+    let declared = Arc::new(declared_schema(source));
+    let protected = has_pii(source).then(|| protected_schema(source, &declared));
+    if matches!(source.format, Format::Csv | Format::Xlsx) {
+        load_csv_source(
+            ctx,
+            source,
+            files,
+            pii_key,
+            scratch,
+            chunk_bytes,
+            declared,
+            protected,
+        )
+        .await
+    } else {
+        load_lazy_source(ctx, source, files, pii_key).await
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn load_csv_source(
+    ctx: &SessionContext,
+    source: &Source,
+    files: &[InputFile],
+    pii_key: Option<&[u8]>,
+    scratch: &Path,
+    chunk_bytes: usize,
+    declared: SchemaRef,
+    protected: Option<SchemaRef>,
+) -> Result<LoadedSource, SourceError> {
+    let table_schema = protected.clone().unwrap_or_else(|| Arc::clone(&declared));
+    let table_path = scratch.join(scratch_name(source, ".arrow"));
+    let scratch_error = |path: &Path, e: ArrowError| SourceError::Scratch {
+        source_name: source.name.value.clone(),
+        path: path.display().to_string(),
+        error: Box::new(e.into()),
+    };
+    let mut out = CsvOutput {
+        table: IpcSink::create(table_path.clone(), &table_schema)
+            .map_err(|e| scratch_error(&table_path, e))?,
+        bad: BadRowSink {
+            path: scratch.join(scratch_name(source, ".bad_rows.arrow")),
+            writer: None,
+            in_file: 0,
+            sample: Vec::new(),
+        },
+        null_counts: vec![0; source.schema.len()],
+    };
+    let job = CsvFileJob {
+        source: source.clone(),
+        url: String::new(),
+        opts: if source.format == Format::Xlsx {
+            CsvOptions {
+                null_values: source.csv.null_values.clone(),
+                ..CsvOptions::default()
+            }
+        } else {
+            source.csv.clone()
+        },
+        declared_schema: declared,
+        protected: protected.map(|schema| (pii_key.unwrap_or_default().to_vec(), schema)),
+        chunk_bytes,
+        workers: ctx.state().config().target_partitions().max(1),
+    };
     let mut loaded = LoadedSource {
-        table: Arc::new(
-            MemTable::try_new(Arc::clone(&schema), vec![Vec::new()]).map_err(|e| {
-                SourceError::Read {
-                    source_name: source.name.value.clone(),
-                    file: source.location.value.clone(),
-                    error: Box::new(e),
-                }
-            })?,
-        ),
+        table: Arc::new(datafusion::datasource::empty::EmptyTable::new(Arc::clone(
+            &table_schema,
+        ))),
         rows_per_file: Vec::with_capacity(files.len()),
-        bad_rows: Vec::new(),
+        rejected_per_file: Vec::with_capacity(files.len()),
+        bad_row_sample: Vec::new(),
+        bad_rows_file: None,
+        sha256_per_file: Vec::with_capacity(files.len()),
+        encodings: Vec::with_capacity(files.len()),
+        null_counts: Vec::new(),
+        rows_in_table: 0,
+        drift_warnings: Vec::new(),
+    };
+    for file in files {
+        let job = CsvFileJob {
+            url: file.url.clone(),
+            ..job.clone()
+        };
+        let (read, sha256, next) = load_csv_file(source, file, &job, out).await?;
+        out = next;
+        loaded.rows_per_file.push(read.records);
+        loaded.rejected_per_file.push(out.bad.in_file);
+        loaded.encodings.push(read.encoding);
+        loaded.drift_warnings.extend(read.warnings);
+        loaded.sha256_per_file.push(sha256);
+    }
+    let CsvOutput {
+        table,
+        bad,
+        null_counts,
+    } = out;
+    let (path, rows) = table.finish().map_err(|e| scratch_error(&table_path, e))?;
+    loaded.rows_in_table = rows;
+    loaded.null_counts = null_counts;
+    loaded.bad_row_sample = bad.sample;
+    if let Some(writer) = bad.writer {
+        let (bad_path, _) = writer.finish().map_err(|e| scratch_error(&bad.path, e))?;
+        loaded.bad_rows_file = Some(bad_path);
+    }
+    loaded.table = ipc_table(&path, table_schema).map_err(|e| SourceError::Scratch {
+        source_name: source.name.value.clone(),
+        path: path.display().to_string(),
+        error: Box::new(e),
+    })?;
+    Ok(loaded)
+}
+
+/// A table over an Arrow IPC file; DataFusion splits its scan by record-batch ranges.
+fn ipc_table(path: &Path, schema: SchemaRef) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+    let absolute = std::path::absolute(path)?;
+    let url = ListingTableUrl::parse(absolute.to_string_lossy())?;
+    let options = ListingOptions::new(Arc::new(ArrowFormat)).with_file_extension(".arrow");
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// Parquet and JSON lines: one lazy frame per file (declared names and types), unioned and
+/// protected in the plan. The manifest's counts come from one streaming aggregate per file.
+async fn load_lazy_source(
+    ctx: &SessionContext,
+    source: &Source,
+    files: &[InputFile],
+    pii_key: Option<&[u8]>,
+) -> Result<LoadedSource, SourceError> {
+    let mut loaded = LoadedSource {
+        table: Arc::new(datafusion::datasource::empty::EmptyTable::new(Arc::new(
+            declared_schema(source),
+        ))),
+        rows_per_file: Vec::with_capacity(files.len()),
+        rejected_per_file: vec![0; files.len()],
+        bad_row_sample: Vec::new(),
+        bad_rows_file: None,
+        sha256_per_file: Vec::with_capacity(files.len()),
         encodings: Vec::with_capacity(files.len()),
         null_counts: vec![0; source.schema.len()],
         rows_in_table: 0,
         drift_warnings: Vec::new(),
     };
+    let mut frames = Vec::with_capacity(files.len());
     for file in files {
-        let (file_batches, records) = if matches!(source.format, Format::Csv | Format::Xlsx) {
-            let read = load_csv_file(source, file, &schema).await?;
-            loaded.encodings.push(read.encoding);
-            loaded.drift_warnings.extend(read.warnings);
-            loaded.bad_rows.extend(read.bad_rows);
-            (read.batches, read.records)
-        } else {
-            let (df, warnings) = scan_file(ctx, source, file).await?;
-            loaded.drift_warnings.extend(warnings);
-            let parts = df
-                .collect_partitioned()
-                .await
-                .map_err(|e| read_error(source, file, e))?;
-            // Re-label batches with the declared schema (identical fields; the nullability
-            // of a CAST may differ), so the MemTable has one schema.
-            let batches = parts
-                .into_iter()
-                .flatten()
-                .filter(|b| b.num_rows() > 0)
-                .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| read_error(source, file, e.into()))?;
-            let records = batches.iter().map(RecordBatch::num_rows).sum();
-            loaded.encodings.push(source.format.name());
-            (batches, records)
-        };
-        for batch in &file_batches {
-            for (count, col) in loaded.null_counts.iter_mut().zip(batch.columns()) {
-                *count += col.null_count();
-            }
-        }
-        loaded.rows_per_file.push(records);
-        batches.extend(file_batches);
-    }
-    loaded.rows_in_table = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut schema = schema;
-    if has_pii(source) {
-        let protected = protected_schema(source, &schema);
-        let key = pii_key.unwrap_or_default();
-        batches = batches
-            .iter()
-            .map(|b| protect(source, key, b, &protected))
-            .collect::<Result<_, _>>()
-            .map_err(|e| SourceError::Read {
-                source_name: source.name.value.clone(),
-                file: source.location.value.clone(),
-                error: Box::new(e.into()),
-            })?;
-        schema = protected;
-    }
-    let partitions = ctx.state().config().target_partitions().max(1);
-    let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); partitions.min(batches.len().max(1))];
-    let n = parts.len();
-    for (i, batch) in batches.into_iter().enumerate() {
-        parts[i % n].push(batch);
-    }
-    loaded.table = Arc::new(
-        MemTable::try_new(schema, parts).map_err(|e| SourceError::Read {
+        let (df, warnings) = scan_file(ctx, source, file).await?;
+        loaded.drift_warnings.extend(warnings);
+        let mut counts = vec![count(lit(1)).alias("__rows")];
+        counts.extend(
+            source
+                .schema
+                .iter()
+                .enumerate()
+                .map(|(i, c)| count(column(&c.name)).alias(format!("__non_null_{i}"))),
+        );
+        let counting = async { df.clone().aggregate(Vec::new(), counts)?.collect().await };
+        let hashing = crate::checksum::sha256_of(file.store.as_ref(), &file.path);
+        let (batches, sha256) = futures::join!(counting, hashing);
+        let batches = batches.map_err(|e| read_error(source, file, e))?;
+        let sha256 = sha256.map_err(|error| SourceError::Io {
             source_name: source.name.value.clone(),
-            file: source.location.value.clone(),
-            error: Box::new(e),
-        })?,
-    );
+            file: file.url.clone(),
+            error,
+        })?;
+        let values: Vec<i64> = match batches.iter().find(|b| b.num_rows() > 0) {
+            Some(batch) => batch
+                .columns()
+                .iter()
+                .map(|c| {
+                    c.as_primitive_opt::<Int64Type>()
+                        .filter(|a| !a.is_empty() && a.is_valid(0))
+                        .map_or(0, |a| a.value(0))
+                })
+                .collect(),
+            None => vec![0; source.schema.len() + 1],
+        };
+        let rows = usize::try_from(values.first().copied().unwrap_or(0)).unwrap_or(0);
+        for (nulls, non_null) in loaded.null_counts.iter_mut().zip(&values[1..]) {
+            *nulls += rows.saturating_sub(usize::try_from(*non_null).unwrap_or(0));
+        }
+        loaded.rows_per_file.push(rows);
+        loaded.rows_in_table += rows;
+        loaded.encodings.push(source.format.name());
+        loaded.sha256_per_file.push(sha256);
+        frames.push(df);
+    }
+    let whole = |e| SourceError::Read {
+        source_name: source.name.value.clone(),
+        file: source.location.value.clone(),
+        error: Box::new(e),
+    };
+    let mut iter = frames.into_iter();
+    let mut df = match iter.next() {
+        Some(first) => iter
+            .try_fold(first, |acc, df| acc.union(df))
+            .map_err(whole)?,
+        None => {
+            return Err(SourceError::NoFiles {
+                source_name: source.name.value.clone(),
+                location: source.location.value.clone(),
+            });
+        }
+    };
+    if has_pii(source) {
+        df = df
+            .select(protect_exprs(source, pii_key.unwrap_or_default()))
+            .map_err(whole)?;
+    }
+    loaded.table = df.into_view();
     Ok(loaded)
 }
