@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::hypergeometric::hyp2f1_minus_one;
 use super::optimize::minimize;
+use super::parallel::Runner;
 use super::{
-    ClvError, CompensatedSum, FitReport, PurchaseSummary, check_finite, distinct_index,
-    log_add_exp, sigmoid,
+    CHUNK_ROWS, ClvError, CompensatedSum, FitReport, PurchaseSummary, check_finite, digamma,
+    distinct_index, log_add_exp, sigmoid,
 };
 
 /// Fitted BG/NBD parameters, in the time unit of the summaries they were fitted on.
@@ -115,11 +116,32 @@ impl BgNbd {
 /// time, rather than once per row.
 struct Prepared {
     xs: Vec<f64>,
+    /// Per distinct x: the sum of its rows' weights, which multiplies every per-x term of
+    /// the gradient.
+    x_weights: Vec<f64>,
     ts: Vec<f64>,
     t_xs: Vec<f64>,
     /// Per row: indices into `xs`, `ts` and `t_xs`, and the weight.
     rows: Vec<(usize, usize, usize, f64)>,
     total_weight: f64,
+}
+
+/// One chunk's share of the log-likelihood and of the row-dependent gradient sums.
+#[derive(Debug, Default)]
+struct Partial {
+    log_likelihood: CompensatedSum,
+    /// Σ w·(π₃ ln(α+T) + π₄ ln(α+t_x)), Σ w·(r+x)(π₃/(α+T) + π₄/(α+t_x)), Σ w·π₄ and
+    /// Σ w·π₄/(b+x−1), where π₃ and π₄ are the shares of "alive at T" and "dropped out at
+    /// t_x" in the row's likelihood.
+    gradient: [f64; 4],
+}
+
+/// Per distinct x: A1 + A2 (the log-gamma part), ln a − ln(b+x−1) of A4 and 1/(b+x−1).
+#[derive(Debug, Clone, Copy)]
+struct PerX {
+    a12: f64,
+    dropout: f64,
+    inverse_b: f64,
 }
 
 impl Prepared {
@@ -164,13 +186,18 @@ impl Prepared {
         let (xs, x_of) = distinct_index(kept.iter().map(|row| row.x));
         let (ts, t_of) = distinct_index(kept.iter().map(|row| row.t));
         let (t_xs, t_x_of) = distinct_index(kept.iter().map(|row| row.t_x));
-        let rows = kept
+        let rows: Vec<_> = kept
             .iter()
             .enumerate()
             .map(|(i, row)| (x_of[i], t_of[i], t_x_of[i], row.weight))
             .collect();
+        let mut x_weights = vec![0.0; xs.len()];
+        for &(ix, _, _, w) in &rows {
+            x_weights[ix] += w;
+        }
         Ok(Self {
             xs,
+            x_weights,
             ts,
             t_xs,
             rows,
@@ -179,47 +206,126 @@ impl Prepared {
     }
 
     /// Same value as [`BgNbd::log_likelihood`] over the kept rows, up to rounding.
+    fn log_likelihood(&self, m: &BgNbd, runner: &Runner) -> f64 {
+        self.evaluate(m, None, runner)
+    }
+
+    /// The log-likelihood and, given somewhere to put it, its gradient with respect to
+    /// (ln r, ln α, ln a, ln b).
     ///
     /// Each row's log-likelihood is formed in full before it is added, and the addition is
     /// compensated: summing the large per-x log-gamma parts separately from the per-row
     /// parts leaves partial sums in the millions whose rounding swamps the optimizer's
-    /// tolerances (by a factor 100 in practice).
-    fn log_likelihood(&self, m: &BgNbd) -> f64 {
+    /// tolerances (by a factor 100 in practice). The gradient has no such problem (its
+    /// per-customer value is what matters, and it has no large constant parts that cancel
+    /// to leave it), so its per-x parts are weighted once by each x's total weight.
+    ///
+    /// With eq. 6 written as L = e^(A1+A2)·(e^A3 + e^A4), ∂ln L = ∂(A1+A2) + π₃∂A3 + π₄∂A4,
+    /// π₃ = e^A3/(e^A3 + e^A4) and π₄ = 1 − π₃, the shares the log-sum-exp already computes.
+    fn evaluate(&self, m: &BgNbd, gradient: Option<&mut [f64]>, runner: &Runner) -> f64 {
         let BgNbd { r, alpha, a, b } = *m;
         let common = -lgamma(r) + r * alpha.ln() + lgamma(a + b) - lgamma(b);
-        // Per distinct x: A1 + A2, and ln a − ln(b+x−1) of A4.
-        let per_x: Vec<(f64, f64)> = self
+        let per_x: Vec<PerX> = self
             .xs
             .iter()
             .map(|&x| {
                 let a12 = common + lgamma(r + x) + lgamma(b + x) - lgamma(a + b + x);
-                let dropout = if x > 0.0 {
-                    a.ln() - (b + x - 1.0).ln()
+                let (dropout, inverse_b) = if x > 0.0 {
+                    (a.ln() - (b + x - 1.0).ln(), 1.0 / (b + x - 1.0))
                 } else {
-                    0.0
+                    (0.0, 0.0)
                 };
-                (a12, dropout)
+                PerX {
+                    a12,
+                    dropout,
+                    inverse_b,
+                }
             })
             .collect();
         let log_t: Vec<f64> = self.ts.iter().map(|t| (alpha + t).ln()).collect();
         let log_t_x: Vec<f64> = self.t_xs.iter().map(|t| (alpha + t).ln()).collect();
+        let want_gradient = gradient.is_some();
+        let (inverse_t, inverse_t_x): (Vec<f64>, Vec<f64>) = if want_gradient {
+            (
+                self.ts.iter().map(|t| 1.0 / (alpha + t)).collect(),
+                self.t_xs.iter().map(|t| 1.0 / (alpha + t)).collect(),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let (partials, _) = runner.run(
+            self.rows.len(),
+            (),
+            || (),
+            |_, range, ()| {
+                let mut part = Partial::default();
+                for &(ix, it, itx, w) in &self.rows[range] {
+                    let x = self.xs[ix];
+                    let px = per_x[ix];
+                    let a3 = -(r + x) * log_t[it];
+                    if x > 0.0 {
+                        let a4 = px.dropout - (r + x) * log_t_x[itx];
+                        // log-sum-exp, keeping e^(lo − hi) for the shares.
+                        let (hi, lo) = if a3 >= a4 { (a3, a4) } else { (a4, a3) };
+                        let e = (lo - hi).exp();
+                        part.log_likelihood.add(w * (px.a12 + hi + e.ln_1p()));
+                        if want_gradient {
+                            let share_lo = e / (1.0 + e);
+                            let share_hi = 1.0 - share_lo;
+                            let (alive, dropped) = if a3 >= a4 {
+                                (share_hi, share_lo)
+                            } else {
+                                (share_lo, share_hi)
+                            };
+                            let g = &mut part.gradient;
+                            g[0] += w * (alive * log_t[it] + dropped * log_t_x[itx]);
+                            g[1] +=
+                                w * (r + x) * (alive * inverse_t[it] + dropped * inverse_t_x[itx]);
+                            g[2] += w * dropped;
+                            g[3] += w * dropped * px.inverse_b;
+                        }
+                    } else {
+                        part.log_likelihood.add(w * (px.a12 + a3));
+                        if want_gradient {
+                            let g = &mut part.gradient;
+                            g[0] += w * log_t[it];
+                            g[1] += w * r * inverse_t[it];
+                        }
+                    }
+                }
+                part
+            },
+        );
         let mut total = CompensatedSum::default();
-        for &(ix, it, itx, w) in &self.rows {
-            let x = self.xs[ix];
-            let (a12, dropout) = per_x[ix];
-            let a3 = -(r + x) * log_t[it];
-            let row = if x > 0.0 {
-                a12 + log_add_exp(a3, dropout - (r + x) * log_t_x[itx])
-            } else {
-                a12 + a3
-            };
-            total.add(w * row);
+        let mut rows_part = [0.0; 4];
+        for part in &partials {
+            total.add(part.log_likelihood.sum);
+            total.add(part.log_likelihood.compensation);
+            for (sum, g) in rows_part.iter_mut().zip(part.gradient) {
+                *sum += g;
+            }
+        }
+        if let Some(gradient) = gradient {
+            let (psi_r, psi_ab, psi_b) = (digamma(r), digamma(a + b), digamma(b));
+            let mut per_x_part = [0.0; 3];
+            for (&x, &weight) in self.xs.iter().zip(&self.x_weights) {
+                let psi_abx = digamma(a + b + x);
+                per_x_part[0] += weight * (digamma(r + x) - psi_r);
+                per_x_part[1] += weight * (psi_ab - psi_abx);
+                per_x_part[2] += weight * (psi_ab + digamma(b + x) - psi_b - psi_abx);
+            }
+            let n = self.total_weight;
+            // ∂/∂ln θ = θ·∂/∂θ.
+            gradient[0] = r * (per_x_part[0] + n * alpha.ln() - rows_part[0]);
+            gradient[1] = alpha * (n * r / alpha - rows_part[1]);
+            gradient[2] = a * per_x_part[1] + rows_part[2];
+            gradient[3] = b * (per_x_part[2] - rows_part[3]);
         }
         total.value()
     }
 }
 
-/// Where Nelder-Mead starts: r = a = b = 1 and α from the observed repeat rate (E[λ] = r/α),
+/// Where the search starts: r = a = b = 1 and α from the observed repeat rate (E[λ] = r/α),
 /// so that the start does not depend on the time unit.
 fn start(p: &Prepared) -> [f64; 4] {
     let (mut purchases, mut exposure) = (0.0, 0.0);
@@ -247,14 +353,34 @@ fn from_log(theta: &[f64]) -> BgNbd {
 /// Maximum-likelihood BG/NBD on weighted unique rows, unpenalized (as lifetimes' default and
 /// the published CDNOW estimates). Optimizes over the logarithms of the parameters so that
 /// they stay positive without constraints.
+///
+/// The likelihood passes run on every available core; the result does not depend on how
+/// many there are.
 pub fn fit_bgnbd(rows: &[PurchaseSummary]) -> Result<(BgNbd, FitReport), ClvError> {
+    fit_bgnbd_with(rows, &Runner::new(None, CHUNK_ROWS))
+}
+
+pub(super) fn fit_bgnbd_with(
+    rows: &[PurchaseSummary],
+    runner: &Runner,
+) -> Result<(BgNbd, FitReport), ClvError> {
     let started = Instant::now();
     let prepared = Prepared::new(rows)?;
     let scale = prepared.total_weight;
-    let cost = |theta: &[f64]| -prepared.log_likelihood(&from_log(theta)) / scale;
+    let cost = |theta: &[f64], gradient: Option<&mut [f64]>| {
+        let has_gradient = gradient.is_some();
+        let mut g = [0.0; 4];
+        let ll = prepared.evaluate(&from_log(theta), has_gradient.then_some(&mut g[..]), runner);
+        if let Some(gradient) = gradient {
+            for (out, g) in gradient.iter_mut().zip(g) {
+                *out = -g / scale;
+            }
+        }
+        -ll / scale
+    };
     let m = minimize(&cost, &start(&prepared));
     let model = from_log(&m.theta);
-    let log_likelihood = prepared.log_likelihood(&model);
+    let log_likelihood = prepared.log_likelihood(&model, runner);
     let report = m.report(
         "BG/NBD",
         &model,
@@ -264,4 +390,18 @@ pub fn fit_bgnbd(rows: &[PurchaseSummary]) -> Result<(BgNbd, FitReport), ClvErro
         started,
     )?;
     Ok((model, report))
+}
+
+/// The log-likelihood of `rows` at `model` and its gradient with respect to the
+/// log-parameters, as the fit evaluates them, for checking against finite differences.
+#[cfg(test)]
+pub(super) fn log_likelihood_and_gradient(
+    rows: &[PurchaseSummary],
+    model: &BgNbd,
+    runner: &Runner,
+) -> Result<(f64, [f64; 4]), ClvError> {
+    let prepared = Prepared::new(rows)?;
+    let mut gradient = [0.0; 4];
+    let ll = prepared.evaluate(model, Some(&mut gradient), runner);
+    Ok((ll, gradient))
 }

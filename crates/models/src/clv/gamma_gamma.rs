@@ -9,7 +9,11 @@ use libm::lgamma;
 use serde::{Deserialize, Serialize};
 
 use super::optimize::minimize;
-use super::{ClvError, CompensatedSum, FitReport, SpendSummary, check_finite, distinct_index};
+use super::parallel::Runner;
+use super::{
+    CHUNK_ROWS, ClvError, CompensatedSum, FitReport, SpendSummary, check_finite, digamma,
+    distinct_index,
+};
 
 /// Fitted Gamma-Gamma parameters, in the currency of the spends they were fitted on.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -65,9 +69,20 @@ impl GammaGamma {
 /// Unique rows with the per-x log-gamma work shared across rows of the same x.
 struct Prepared {
     xs: Vec<f64>,
+    /// Per distinct x: the sum of its rows' weights, which multiplies every per-x term of
+    /// the gradient.
+    x_weights: Vec<f64>,
     /// Per row: index into `xs`, weight, ln m and x·m.
     rows: Vec<(usize, f64, f64, f64)>,
     total_weight: f64,
+}
+
+/// One chunk's share of the log-likelihood and of the row-dependent gradient sums.
+#[derive(Debug, Default)]
+struct Partial {
+    log_likelihood: CompensatedSum,
+    /// Σ w·x·(ln m − ln(x·m+v)), Σ w·ln(x·m+v) and Σ w·(px+q)/(x·m+v).
+    gradient: [f64; 3],
 }
 
 impl Prepared {
@@ -104,7 +119,7 @@ impl Prepared {
             return Err(ClvError::NoRows);
         }
         let (xs, x_of) = distinct_index(kept.iter().map(|row| row.x));
-        let rows = kept
+        let rows: Vec<_> = kept
             .iter()
             .enumerate()
             .map(|(i, row)| {
@@ -116,16 +131,27 @@ impl Prepared {
                 )
             })
             .collect();
+        let mut x_weights = vec![0.0; xs.len()];
+        for &(ix, w, _, _) in &rows {
+            x_weights[ix] += w;
+        }
         Ok(Self {
             xs,
+            x_weights,
             rows,
             total_weight,
         })
     }
 
-    /// Rows formed in full and summed with compensation, as in the BG/NBD fit (its
-    /// `Prepared::log_likelihood` says why).
-    fn log_likelihood(&self, m: &GammaGamma) -> f64 {
+    fn log_likelihood(&self, m: &GammaGamma, runner: &Runner) -> f64 {
+        self.evaluate(m, None, runner)
+    }
+
+    /// The log-likelihood and, given somewhere to put it, its gradient with respect to
+    /// (ln p, ln q, ln v). Rows are formed in full and summed with compensation, and the
+    /// gradient's per-x parts weighted once per x, as in the BG/NBD fit (its
+    /// `Prepared::evaluate` says why).
+    fn evaluate(&self, m: &GammaGamma, gradient: Option<&mut [f64]>, runner: &Runner) -> f64 {
         let GammaGamma { p, q, v } = *m;
         let common = -lgamma(q) + q * v.ln();
         let per_x: Vec<f64> = self
@@ -136,10 +162,51 @@ impl Prepared {
                 common + lgamma(px + q) - lgamma(px) + px * x.ln()
             })
             .collect();
+        let want_gradient = gradient.is_some();
+        let (partials, _) = runner.run(
+            self.rows.len(),
+            (),
+            || (),
+            |_, range, ()| {
+                let mut part = Partial::default();
+                for &(ix, w, log_m, total_spend) in &self.rows[range] {
+                    let x = self.xs[ix];
+                    let px = p * x;
+                    let log_total = (total_spend + v).ln();
+                    part.log_likelihood
+                        .add(w * (per_x[ix] + (px - 1.0) * log_m - (px + q) * log_total));
+                    if want_gradient {
+                        let g = &mut part.gradient;
+                        g[0] += w * x * (log_m - log_total);
+                        g[1] += w * log_total;
+                        g[2] += w * (px + q) / (total_spend + v);
+                    }
+                }
+                part
+            },
+        );
         let mut total = CompensatedSum::default();
-        for &(ix, w, log_m, total_spend) in &self.rows {
-            let px = p * self.xs[ix];
-            total.add(w * (per_x[ix] + (px - 1.0) * log_m - (px + q) * (total_spend + v).ln()));
+        let mut rows_part = [0.0; 3];
+        for part in &partials {
+            total.add(part.log_likelihood.sum);
+            total.add(part.log_likelihood.compensation);
+            for (sum, g) in rows_part.iter_mut().zip(part.gradient) {
+                *sum += g;
+            }
+        }
+        if let Some(gradient) = gradient {
+            let mut per_x_part = [0.0; 2];
+            for (&x, &weight) in self.xs.iter().zip(&self.x_weights) {
+                let px = p * x;
+                let psi = digamma(px + q);
+                per_x_part[0] += weight * x * (psi - digamma(px) + x.ln());
+                per_x_part[1] += weight * psi;
+            }
+            let n = self.total_weight;
+            // ∂/∂ln θ = θ·∂/∂θ.
+            gradient[0] = p * (per_x_part[0] + rows_part[0]);
+            gradient[1] = q * (per_x_part[1] - n * digamma(q) + n * v.ln() - rows_part[1]);
+            gradient[2] = n * q - v * rows_part[2];
         }
         total.value()
     }
@@ -167,14 +234,34 @@ fn from_log(theta: &[f64]) -> GammaGamma {
 
 /// Maximum-likelihood Gamma-Gamma on weighted unique (x, mean spend) rows, unpenalized, over
 /// the logarithms of the parameters.
+///
+/// The likelihood passes run on every available core; the result does not depend on how
+/// many there are.
 pub fn fit_gamma_gamma(rows: &[SpendSummary]) -> Result<(GammaGamma, FitReport), ClvError> {
+    fit_gamma_gamma_with(rows, &Runner::new(None, CHUNK_ROWS))
+}
+
+pub(super) fn fit_gamma_gamma_with(
+    rows: &[SpendSummary],
+    runner: &Runner,
+) -> Result<(GammaGamma, FitReport), ClvError> {
     let started = Instant::now();
     let prepared = Prepared::new(rows)?;
     let scale = prepared.total_weight;
-    let cost = |theta: &[f64]| -prepared.log_likelihood(&from_log(theta)) / scale;
+    let cost = |theta: &[f64], gradient: Option<&mut [f64]>| {
+        let has_gradient = gradient.is_some();
+        let mut g = [0.0; 3];
+        let ll = prepared.evaluate(&from_log(theta), has_gradient.then_some(&mut g[..]), runner);
+        if let Some(gradient) = gradient {
+            for (out, g) in gradient.iter_mut().zip(g) {
+                *out = -g / scale;
+            }
+        }
+        -ll / scale
+    };
     let m = minimize(&cost, &start(&prepared));
     let model = from_log(&m.theta);
-    let log_likelihood = prepared.log_likelihood(&model);
+    let log_likelihood = prepared.log_likelihood(&model, runner);
     let report = m.report(
         "Gamma-Gamma",
         &model,
@@ -184,4 +271,18 @@ pub fn fit_gamma_gamma(rows: &[SpendSummary]) -> Result<(GammaGamma, FitReport),
         started,
     )?;
     Ok((model, report))
+}
+
+/// The log-likelihood of `rows` at `model` and its gradient with respect to the
+/// log-parameters, as the fit evaluates them, for checking against finite differences.
+#[cfg(test)]
+pub(super) fn log_likelihood_and_gradient(
+    rows: &[SpendSummary],
+    model: &GammaGamma,
+    runner: &Runner,
+) -> Result<(f64, [f64; 3]), ClvError> {
+    let prepared = Prepared::new(rows)?;
+    let mut gradient = [0.0; 3];
+    let ll = prepared.evaluate(model, Some(&mut gradient), runner);
+    Ok((ll, gradient))
 }

@@ -12,12 +12,25 @@ mod bgnbd;
 mod gamma_gamma;
 mod hypergeometric;
 mod optimize;
+/// The chunked, thread-count-independent reduction k-means uses, compiled here a second time
+/// because it is private to `cluster`; it belongs at the crate root once both can share it.
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../cluster/parallel.rs"]
+mod parallel;
+mod predict;
 #[cfg(test)]
 mod tests;
 
 pub use bgnbd::{BgNbd, fit_bgnbd};
 pub use gamma_gamma::{GammaGamma, fit_gamma_gamma};
+pub use predict::{PredictionSettings, Predictions, predict_customers};
 use serde::{Deserialize, Serialize};
+
+/// Rows per chunk of every parallel pass: likelihood sums are formed per chunk and the chunk
+/// sums added in chunk order, so this (not the thread count) fixes the rounding. Large
+/// enough that a chunk outweighs handing it to a thread, small enough that two cores get
+/// several each on the 10⁵–10⁶ unique rows of a large customer base.
+const CHUNK_ROWS: usize = 16_384;
 
 /// One unique (x, t_x, T) summary row and how many customers share it.
 ///
@@ -47,7 +60,8 @@ pub struct SpendSummary {
 pub struct FitReport {
     /// Weighted sum over customers (not the per-customer mean the optimizer works on).
     pub log_likelihood: f64,
-    /// Optimizer iterations over all attempts (Nelder-Mead restarts and fallback included).
+    /// Optimizer iterations over all attempts (the Nelder-Mead fallback, its restarts and
+    /// the BFGS polish after it included).
     pub iterations: u64,
     /// Whether the parameters passed the optimality test: the Newton step from them is below
     /// 1e-5 in every log-parameter (each parameter within 1e-5 relative of the maximum) and
@@ -58,7 +72,7 @@ pub struct FitReport {
     /// spends their own mean"). Predictions from them are that limit's, usable but worth a
     /// warning.
     pub converged: bool,
-    /// `nelder-mead` or `l-bfgs`: which optimizer produced the kept point.
+    /// `bfgs` or `nelder-mead`: which optimizer produced the kept point.
     pub optimizer: String,
     /// Rows with a positive weight.
     pub unique_rows: u64,
@@ -89,9 +103,9 @@ pub enum ClvError {
     InvalidRow { row: usize, message: String },
     /// Neither optimizer reached a point where the log-likelihood is finite.
     #[error(
-        "{model} fit found no parameters with a finite log-likelihood (Nelder-Mead then \
-         L-BFGS, {iterations} iterations); best log-likelihood {log_likelihood}, largest \
-         Newton step {newton_step:e} at {parameters}"
+        "{model} fit found no parameters with a finite log-likelihood (BFGS, then \
+         Nelder-Mead and BFGS again, {iterations} iterations); best log-likelihood \
+         {log_likelihood}, largest Newton step {newton_step:e} at {parameters}"
     )]
     NotConverged {
         model: &'static str,
@@ -99,6 +113,16 @@ pub enum ClvError {
         iterations: u64,
         newton_step: f64,
         parameters: String,
+    },
+    /// The per-customer columns passed to [`predict_customers`] differ in length.
+    #[error(
+        "prediction columns differ in length: x {x}, t_x {t_x}, T {t}, mean_spend {mean_spend}"
+    )]
+    ColumnLengths {
+        x: usize,
+        t_x: usize,
+        t: usize,
+        mean_spend: usize,
     },
 }
 
@@ -125,6 +149,21 @@ pub fn discounted_clv(
     let spend = gg.expected_average_spend(x, mean_spend);
     // P(alive) factors out of every cumulative expectation: compute it once.
     let alive = bg.p_alive(x, t_x, t);
+    let total = discounted_purchases_if_alive(bg, x, t, steps, step_length, discount_per_step);
+    total * alive * spend * margin
+}
+
+/// The discounted sum of [`discounted_clv`] for a customer known to be alive, per unit of
+/// spend and margin: a function of (x, T) alone, which is what lets [`predict_customers`]
+/// compute it once per distinct pair.
+fn discounted_purchases_if_alive(
+    bg: &BgNbd,
+    x: f64,
+    t: f64,
+    steps: u32,
+    step_length: f64,
+    discount_per_step: f64,
+) -> f64 {
     let mut previous = 0.0;
     let mut discount = 1.0;
     let mut total = 0.0;
@@ -134,7 +173,18 @@ pub fn discounted_clv(
         total += (cumulative - previous) * discount;
         previous = cumulative;
     }
-    total * alive * spend * margin
+    total
+}
+
+/// ψ, the derivative of ln Γ, for the likelihoods' gradients, which only need positive
+/// arguments. NaN elsewhere: `special` recurses upwards from small arguments, one level per
+/// unit below 8, which a large negative one would turn into a stack overflow.
+fn digamma(x: f64) -> f64 {
+    if x > 0.0 {
+        special::Gamma::digamma(x)
+    } else {
+        f64::NAN
+    }
 }
 
 fn check_finite(row: usize, field: &'static str, value: f64) -> Result<(), ClvError> {

@@ -540,3 +540,336 @@ fn time_unit_and_currency_only_rescale_alpha_and_v() {
         assert_close(got, want, 1e-4);
     }
 }
+
+/// lifetimes 0.11.3's `datasets/cdnow_customers_summary_with_transactions.csv` (ID, x, t_x,
+/// T in weeks, zbar), shipped here so that the CDNOW reproduction runs with every test run.
+/// Its (x, t_x, T) equal those of `cdnow_customers_summary.csv` that the ignored test reads.
+const CDNOW_SUMMARY: &str = include_str!("testdata/cdnow_customers_summary_with_transactions.csv");
+
+fn cdnow_rows() -> (Vec<PurchaseSummary>, Vec<SpendSummary>) {
+    let mut purchases: BTreeMap<[u64; 3], f64> = BTreeMap::new();
+    let mut spends: BTreeMap<[u64; 2], f64> = BTreeMap::new();
+    for line in CDNOW_SUMMARY
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+    {
+        let row: Vec<f64> = line
+            .split(',')
+            .map(|v| v.trim().parse::<f64>().unwrap_or(f64::NAN))
+            .collect();
+        *purchases
+            .entry([row[1].to_bits(), row[2].to_bits(), row[3].to_bits()])
+            .or_default() += 1.0;
+        if row[1] > 0.0 {
+            *spends
+                .entry([row[1].to_bits(), row[4].to_bits()])
+                .or_default() += 1.0;
+        }
+    }
+    let purchases = purchases
+        .into_iter()
+        .map(|([x, t_x, t], weight)| {
+            purchase(
+                f64::from_bits(x),
+                f64::from_bits(t_x),
+                f64::from_bits(t),
+                weight,
+            )
+        })
+        .collect();
+    let spends = spends
+        .into_iter()
+        .map(|([x, m], weight)| SpendSummary {
+            x: f64::from_bits(x),
+            mean_spend: f64::from_bits(m),
+            weight,
+        })
+        .collect();
+    (purchases, spends)
+}
+
+/// The maximum-likelihood estimates on CDNOW to 6 significant digits (the published ones are
+/// rounded to 4, and the LL to one decimal), within the 1e-5 relative that the optimality
+/// test guarantees; always run, unlike the test above, because the summary is shipped.
+#[test]
+fn cdnow_estimates_from_the_shipped_summary() {
+    let (purchases, spends) = cdnow_rows();
+    let (bg, report) = fit_bgnbd(&purchases).expect("BG/NBD fit");
+    assert_eq!(report.customers, 2357.0);
+    assert!(report.converged, "{report:?}");
+    assert_close(bg.r, 0.242_593, 1e-5);
+    assert_close(bg.alpha, 4.413_531, 1e-5);
+    assert_close(bg.a, 0.792_889, 1e-5);
+    assert_close(bg.b, 2.425_762, 1e-5);
+    assert_close(report.log_likelihood, -9_582.425_6, 1e-8);
+    let (gg, report) = fit_gamma_gamma(&spends).expect("Gamma-Gamma fit");
+    assert_eq!(report.customers, 946.0);
+    assert!(report.converged, "{report:?}");
+    assert_close(gg.p, 6.248_82, 1e-5);
+    assert_close(gg.q, 3.744_59, 1e-5);
+    assert_close(gg.v, 15.447_7, 1e-5);
+}
+
+#[test]
+fn digamma_known_values() {
+    const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+    assert_close(digamma(1.0), -EULER_GAMMA, 1e-15);
+    assert_close(
+        digamma(0.5),
+        -EULER_GAMMA - 2.0 * std::f64::consts::LN_2,
+        1e-15,
+    );
+    // ψ(x) = ψ(x + 1) − 1/x: ≈ −1/x − γ for tiny x.
+    assert_close(
+        digamma(1e-8),
+        -1e8 - EULER_GAMMA + 1.644_934_066_848_226 * 1e-8,
+        1e-15,
+    );
+    // ln x − 1/(2x) − 1/(12x²) + 1/(120x⁴) after ψ(x) = ψ(x + n) − Σ 1/(x + k) up to 10⁴.
+    assert_close(digamma(100.0), 4.600_161_852_738_087, 1e-14);
+    assert_close(digamma(3.7), 1.167_153_539_361_51, 1e-14);
+    assert!(digamma(0.0).is_nan() && digamma(-3.5).is_nan());
+}
+
+/// Five-point central differences of `f` in each coordinate, step 1e-3 of max(|θᵢ|, 1):
+/// truncation O(h⁴) stays near 1e-12, and the step is large enough that the rounding of
+/// log-gamma differences at the extreme points (~1e-11 per customer) stays near 1e-8. They
+/// are taken of the row-by-row textbook likelihood, so that the check does not share the
+/// fit's per-x grouping either.
+fn finite_differences(f: &dyn Fn(&[f64]) -> f64, theta: &[f64]) -> Vec<f64> {
+    let mut probe = theta.to_vec();
+    (0..theta.len())
+        .map(|i| {
+            let h = 1e-3 * theta[i].abs().max(1.0);
+            let mut at = |k: f64| {
+                probe[i] = theta[i] + k * h;
+                let v = f(&probe);
+                probe[i] = theta[i];
+                v
+            };
+            (at(-2.0) - 8.0 * at(-1.0) + 8.0 * at(1.0) - at(2.0)) / (12.0 * h)
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_gradient(analytic: &[f64], numeric: &[f64], scale: f64, at: &dyn std::fmt::Debug) {
+    for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
+        // Per customer; the differences carry up to ~1e-8 of rounding and truncation.
+        let (a, n) = (a / scale, n / scale);
+        assert!(
+            (a - n).abs() <= 1e-7 * (1.0 + a.abs()),
+            "component {i} at {at:?}: analytic {a:e}, finite differences {n:e} (per customer)"
+        );
+    }
+}
+
+#[test]
+fn bgnbd_gradient_matches_finite_differences() {
+    let mut rows = simulate_bgnbd(CDNOW_BG, 3_000, 21);
+    // Heavy buyers, where the dropout term dominates the row likelihood.
+    rows.push(purchase(400.0, 50.0, 52.0, 2.0));
+    rows.push(purchase(60.0, 51.5, 52.0, 1.0));
+    let (cdnow, _) = cdnow_rows();
+    let runner = parallel::Runner::new(Some(2), 256);
+    let points = [
+        CDNOW_BG,
+        BgNbd {
+            r: 0.01,
+            alpha: 100.0,
+            a: 50.0,
+            b: 1e4,
+        },
+        BgNbd {
+            r: 20.0,
+            alpha: 0.05,
+            a: 0.01,
+            b: 0.05,
+        },
+        // Towards the common-dropout boundary of small data sets.
+        BgNbd {
+            r: 0.3,
+            alpha: 5.0,
+            a: 3e5,
+            b: 7e5,
+        },
+        BgNbd {
+            r: 1e-5,
+            alpha: 1e-3,
+            a: 1.0,
+            b: 1.0,
+        },
+    ];
+    for data in [&rows, &cdnow] {
+        let scale: f64 = data.iter().map(|r| r.weight).sum();
+        for m in points {
+            let theta = [m.r.ln(), m.alpha.ln(), m.a.ln(), m.b.ln()];
+            let at = |t: &[f64]| {
+                let m = BgNbd {
+                    r: t[0].exp(),
+                    alpha: t[1].exp(),
+                    a: t[2].exp(),
+                    b: t[3].exp(),
+                };
+                m.log_likelihood(data)
+            };
+            let (ll, analytic) =
+                bgnbd::log_likelihood_and_gradient(data, &m, &runner).expect("rows");
+            // Equal up to the rounding of log-gamma differences, which at the extreme points
+            // cancel to a millionth of their size (grouped per x here, per row there).
+            assert_close(ll, m.log_likelihood(data), 1e-9);
+            assert_gradient(&analytic, &finite_differences(&at, &theta), scale, &m);
+        }
+    }
+}
+
+#[test]
+fn gamma_gamma_gradient_matches_finite_differences() {
+    let rows = simulate_gamma_gamma(CDNOW_GG, 3_000, 22);
+    let (_, cdnow) = cdnow_rows();
+    let runner = parallel::Runner::new(Some(2), 256);
+    let points = [
+        CDNOW_GG,
+        GammaGamma {
+            p: 0.05,
+            q: 1.5,
+            v: 0.2,
+        },
+        GammaGamma {
+            p: 200.0,
+            q: 80.0,
+            v: 1e3,
+        },
+        // Towards the "everyone spends their own mean" boundary of small data sets.
+        GammaGamma {
+            p: 1e5,
+            q: 2.0,
+            v: 1e-4,
+        },
+    ];
+    for data in [&rows, &cdnow] {
+        let scale: f64 = data.iter().map(|r| r.weight).sum();
+        for m in points {
+            let theta = [m.p.ln(), m.q.ln(), m.v.ln()];
+            let at = |t: &[f64]| {
+                let m = GammaGamma {
+                    p: t[0].exp(),
+                    q: t[1].exp(),
+                    v: t[2].exp(),
+                };
+                m.log_likelihood(data)
+            };
+            let (ll, analytic) =
+                gamma_gamma::log_likelihood_and_gradient(data, &m, &runner).expect("rows");
+            // Equal up to the rounding of log-gamma differences, which at the extreme points
+            // cancel to a millionth of their size (grouped per x here, per row there).
+            assert_close(ll, m.log_likelihood(data), 1e-9);
+            assert_gradient(&analytic, &finite_differences(&at, &theta), scale, &m);
+        }
+    }
+}
+
+#[test]
+fn fits_do_not_depend_on_the_thread_count() {
+    let purchases = simulate_bgnbd(CDNOW_BG, 20_000, 9);
+    let spends = simulate_gamma_gamma(CDNOW_GG, 5_000, 9);
+    let fit = |threads: usize| {
+        // Small chunks, so that every thread count splits the rows differently.
+        let runner = parallel::Runner::new(Some(threads), 700);
+        let (bg, bg_report) = bgnbd::fit_bgnbd_with(&purchases, &runner).expect("fit");
+        let (gg, gg_report) = gamma_gamma::fit_gamma_gamma_with(&spends, &runner).expect("fit");
+        (
+            bg,
+            gg,
+            bg_report.log_likelihood.to_bits(),
+            gg_report.log_likelihood.to_bits(),
+            bg_report.iterations,
+            gg_report.iterations,
+        )
+    };
+    let one = fit(1);
+    assert_eq!(fit(2), one);
+    assert_eq!(fit(3), one);
+}
+
+#[test]
+fn batch_predictions_equal_the_per_customer_ones_bit_for_bit() {
+    let settings = PredictionSettings {
+        horizon: 39.0,
+        steps: 12,
+        step_length: 4.345,
+        discount_per_step: 0.01,
+        margin: 0.3,
+    };
+    let mut customers: Vec<[f64; 4]> = LIFETIMES
+        .iter()
+        .map(|&[x, t_x, t, zbar, ..]| [x, t_x, t, zbar])
+        .collect();
+    // Many customers sharing (x, T) with different t_x and spends, plus a NaN.
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for _ in 0..3_000 {
+        let x = f64::from(rng.random_range(0..8_u32));
+        let t = f64::from(rng.random_range(1..60_u32)) / 7.0;
+        let t_x = if x > 0.0 {
+            t * rng.random::<f64>()
+        } else {
+            0.0
+        };
+        let spend = if x > 0.0 {
+            5.0 + 50.0 * rng.random::<f64>()
+        } else {
+            0.0
+        };
+        customers.push([x, t_x, t, spend]);
+    }
+    customers.push([f64::NAN, 1.0, 2.0, 3.0]);
+    let column = |k: usize| customers.iter().map(|c| c[k]).collect::<Vec<f64>>();
+    let (x, t_x, t, spend) = (column(0), column(1), column(2), column(3));
+    for threads in [1, 2, 3] {
+        let runner = parallel::Runner::new(Some(threads), 97);
+        let got = predict::predict_with(
+            &CDNOW_BG,
+            &CDNOW_GG,
+            &settings,
+            [&x, &t_x, &t, &spend],
+            &runner,
+        )
+        .expect("equal lengths");
+        for (i, &[x, t_x, t, m]) in customers.iter().enumerate() {
+            let want = [
+                CDNOW_BG.p_alive(x, t_x, t),
+                CDNOW_BG.expected_purchases(settings.horizon, x, t_x, t),
+                CDNOW_GG.expected_average_spend(x, m),
+                discounted_clv(
+                    &CDNOW_BG,
+                    &CDNOW_GG,
+                    x,
+                    t_x,
+                    t,
+                    m,
+                    settings.steps,
+                    settings.step_length,
+                    settings.discount_per_step,
+                    settings.margin,
+                ),
+            ];
+            let got = [
+                got.p_alive[i],
+                got.expected_purchases[i],
+                got.expected_spend[i],
+                got.clv[i],
+            ];
+            assert_eq!(
+                got.map(f64::to_bits),
+                want.map(f64::to_bits),
+                "customer {i}: {got:?} vs {want:?}"
+            );
+        }
+    }
+    let short = predict_customers(&CDNOW_BG, &CDNOW_GG, &settings, &x, &t_x, &t[1..], &spend);
+    assert!(matches!(
+        short,
+        Err(ClvError::ColumnLengths { t: 3_005, .. })
+    ));
+}
