@@ -871,3 +871,292 @@ async fn load_lazy_source(
     loaded.table = df.into_view();
     Ok(loaded)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use datafusion::arrow::util::display::array_value_to_string;
+    use segflow_spec::{ColumnSpec, ColumnType, Location, OnBadRow, Pii, SchemaDrift, Spanned};
+
+    use super::*;
+    use crate::csv_file::read_csv_file;
+    use crate::privacy::pseudonymize;
+
+    fn col(name: &str, ty: ColumnType, required: bool, pii: Option<Pii>) -> ColumnSpec {
+        ColumnSpec {
+            name: name.into(),
+            data_type: ty,
+            required,
+            format: None,
+            pii,
+            loc: Location::default(),
+        }
+    }
+
+    fn source(location: &str, format: Format, csv: CsvOptions) -> Source {
+        Source {
+            name: Spanned::new("orders".into(), Location::default()),
+            location: Spanned::new(location.into(), Location::default()),
+            format,
+            csv,
+            schema: vec![
+                col("id", ColumnType::Int64, true, None),
+                col("email", ColumnType::String, false, Some(Pii::Hash)),
+                col("phone", ColumnType::String, false, Some(Pii::Drop)),
+                col("amount", ColumnType::Float64, false, None),
+            ],
+            on_bad_row: OnBadRow::Quarantine,
+            checks: Vec::new(),
+            drift: SchemaDrift::default(),
+            sheet: None,
+            vintage: None,
+        }
+    }
+
+    /// A fresh directory under the system's temporary directory.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("segflow-sources-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("in")).expect("temp dir");
+        std::fs::create_dir_all(dir.join("scratch")).expect("temp dir");
+        dir
+    }
+
+    async fn rows_of(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
+        let batches = ctx
+            .sql(sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        batches
+            .iter()
+            .flat_map(|b| {
+                (0..b.num_rows()).map(move |i| {
+                    b.columns()
+                        .iter()
+                        .map(|c| array_value_to_string(c, i).expect("display"))
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn csv_files_stream_into_a_scratch_table_with_bad_rows_on_disk() {
+        let dir = temp_dir("csv");
+        let mut a = String::from("id,email,phone,amount\n");
+        let mut b = String::from("id,email,phone,amount\r\n");
+        for i in 0..2000 {
+            match i % 97 {
+                13 => a.push_str(&format!("{i},x{i}@example.com,555,not a number\n")),
+                14 => a.push_str(&format!("{i},\"quoted\nline break\",555\n")),
+                _ => a.push_str(&format!("{i},x{i}@example.com,555,{i}.5\n")),
+            }
+            match i % 89 {
+                1 => b.push_str(",nobody@example.com,1,1\r\n"),
+                _ => b.push_str(&format!("{},,\"5\r\n55\",{i}\r\n", 10_000 + i)),
+            }
+        }
+        let a_bytes = a.into_bytes();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b.as_bytes()).expect("gzip");
+        let b_gz = gz.finish().expect("gzip");
+        std::fs::write(dir.join("in/a.csv"), &a_bytes).expect("write");
+        std::fs::write(dir.join("in/b.csv.gz"), &b_gz).expect("write");
+        let location = format!("{}/in/*", dir.display());
+        let src = source(&location, Format::Csv, CsvOptions::default());
+        let ctx = SessionContext::new();
+        let files = crate::location::list_files(&ctx, &src)
+            .await
+            .expect("files");
+        assert_eq!(files.len(), 2);
+        let key = b"secret".as_slice();
+        let mut results = Vec::new();
+        for (chunk_bytes, sub) in [(700, "small"), (CHUNK_BYTES, "large")] {
+            let scratch = dir.join("scratch").join(sub);
+            std::fs::create_dir_all(&scratch).expect("scratch");
+            let loaded = load_with(&ctx, &src, &files, Some(key), &scratch, chunk_bytes)
+                .await
+                .expect("loads");
+            results.push(loaded);
+        }
+        // The whole-file reader is the reference for counts, lines, raw text and reasons.
+        let declared = Arc::new(declared_schema(&src));
+        let whole: Vec<_> = [(&files[0], &a_bytes), (&files[1], &b_gz)]
+            .iter()
+            .map(|(f, bytes)| {
+                read_csv_file(
+                    "orders",
+                    &f.url,
+                    bytes,
+                    &src.csv,
+                    &src.schema,
+                    src.drift,
+                    &declared,
+                )
+                .expect("whole")
+            })
+            .collect();
+        let expected_bad: Vec<BadRow> = whole.iter().flat_map(|w| w.bad_rows.clone()).collect();
+        assert!(expected_bad.len() > 40, "bad rows in several chunks");
+        for loaded in &results {
+            assert_eq!(loaded.rows_per_file, vec![2000, 2000]);
+            assert_eq!(
+                loaded.rejected_per_file,
+                whole.iter().map(|w| w.bad_rows.len()).collect::<Vec<_>>()
+            );
+            assert_eq!(loaded.sha256_per_file, vec![sha(&a_bytes), sha(&b_gz)]);
+            assert_eq!(loaded.encodings, vec!["utf-8", "utf-8"]);
+            assert_eq!(loaded.rows_in_table, 4000 - expected_bad.len());
+            assert_eq!(loaded.rows_accepted(), loaded.rows_in_table);
+            assert_eq!(
+                loaded.bad_row_sample,
+                expected_bad[..BAD_ROW_SAMPLE].to_vec()
+            );
+            let on_disk: Vec<BadRow> =
+                read_bad_rows(loaded.bad_rows_file.as_deref().expect("file"))
+                    .expect("opens")
+                    .flat_map(|b| {
+                        let b = b.expect("batch");
+                        (0..b.num_rows())
+                            .map(|i| BadRow {
+                                file: b.column(0).as_string::<i32>().value(i).to_string(),
+                                line: b.column(1).as_primitive::<Int64Type>().value(i) as u64,
+                                raw: b.column(2).as_string::<i32>().value(i).to_string(),
+                                reason: b.column(3).as_string::<i32>().value(i).to_string(),
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+            assert_eq!(on_disk, expected_bad);
+            // Email is NULL in every row of b.csv.gz; id is never NULL among accepted rows.
+            let accepted_b = 2000 - loaded.rejected_per_file[1];
+            assert_eq!(loaded.null_counts, vec![0, accepted_b, 0, 0]);
+        }
+        for (i, loaded) in results.into_iter().enumerate() {
+            ctx.register_table(format!("t{i}"), loaded.table)
+                .expect("register");
+        }
+        let fields: Vec<String> = ctx
+            .table("t0")
+            .await
+            .expect("table")
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| format!("{}:{}", f.name(), f.data_type()))
+            .collect();
+        assert_eq!(fields, ["id:Int64", "email:Utf8", "amount:Float64"]);
+        let small = rows_of(&ctx, "SELECT * FROM t0 ORDER BY id").await;
+        let large = rows_of(&ctx, "SELECT * FROM t1 ORDER BY id").await;
+        assert_eq!(small, large);
+        assert_eq!(small.len(), 4000 - expected_bad.len());
+        assert_eq!(
+            small[0],
+            vec!["0", &pseudonymize(key, "x0@example.com"), "0.5"]
+        );
+        let filtered = rows_of(&ctx, "SELECT amount FROM t0 WHERE id = 10005").await;
+        assert_eq!(filtered, vec![vec!["5.0"]]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parquet_and_json_lines_stay_lazy_with_counts_from_an_aggregate() {
+        let dir = temp_dir("lazy");
+        let ctx = SessionContext::new();
+        let parquet = dir.join("in/p.parquet");
+        ctx.sql(
+            "SELECT CAST(column1 AS INT) AS id, column2 AS email, column3 AS phone, column4 AS amount \
+             FROM (VALUES (1, 'a@x', '1', 1.5), (2, NULL, '2', NULL), (3, 'c@x', NULL, 3.0))",
+        )
+        .await
+        .expect("plan")
+        .write_parquet(
+            parquet.to_str().expect("utf-8 path"),
+            datafusion::dataframe::DataFrameWriteOptions::new(),
+            None,
+        )
+        .await
+        .expect("parquet");
+        let parquet_file = std::fs::read_dir(&parquet)
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|e| e.expect("entry").path())
+            .unwrap_or(parquet.clone());
+        let src = source(
+            &format!("{}", parquet_file.display()),
+            Format::Parquet,
+            CsvOptions::default(),
+        );
+        let files = crate::location::list_files(&ctx, &src)
+            .await
+            .expect("files");
+        let key = b"k".as_slice();
+        let loaded = load(&ctx, &src, &files, Some(key), &dir.join("scratch"))
+            .await
+            .expect("loads");
+        assert_eq!(loaded.rows_per_file, vec![3]);
+        assert_eq!(loaded.null_counts, vec![0, 1, 1, 1]);
+        assert_eq!(loaded.encodings, vec!["parquet"]);
+        let bytes = std::fs::read(&parquet_file).expect("read");
+        assert_eq!(loaded.sha256_per_file, vec![sha(&bytes)]);
+        ctx.register_table("p", loaded.table).expect("register");
+        let plan = rows_of(&ctx, "EXPLAIN SELECT amount FROM p WHERE id = 2").await;
+        let plan = format!("{plan:?}");
+        assert!(
+            !plan.contains("MemoryExec")
+                && !plan.contains("DataSourceExec: partitions=1, partition_sizes"),
+            "{plan}"
+        );
+        assert!(
+            plan.contains("predicate="),
+            "filter pushed into the scan: {plan}"
+        );
+        assert_eq!(
+            rows_of(&ctx, "SELECT id, email FROM p ORDER BY id").await,
+            vec![
+                vec!["1".to_string(), pseudonymize(key, "a@x")],
+                vec!["2".to_string(), String::new()],
+                vec!["3".to_string(), pseudonymize(key, "c@x")],
+            ]
+        );
+        assert!(!plan.contains("phone"));
+
+        let json = dir.join("in/j.jsonl");
+        std::fs::write(
+            &json,
+            "{\"id\": 1, \"email\": \"a@x\", \"amount\": 2.5}\n{\"id\": 2}\n",
+        )
+        .expect("write");
+        let src = source(
+            &json.display().to_string(),
+            Format::JsonLines,
+            CsvOptions::default(),
+        );
+        let files = crate::location::list_files(&ctx, &src)
+            .await
+            .expect("files");
+        let loaded = load(&ctx, &src, &files, Some(key), &dir.join("scratch"))
+            .await
+            .expect("loads");
+        assert_eq!(loaded.rows_per_file, vec![2]);
+        assert_eq!(loaded.null_counts, vec![0, 1, 2, 1]);
+        ctx.register_table("j", loaded.table).expect("register");
+        assert_eq!(
+            rows_of(&ctx, "SELECT id, email, amount FROM j ORDER BY id").await,
+            vec![
+                vec!["1".to_string(), pseudonymize(key, "a@x"), "2.5".into()],
+                vec!["2".to_string(), String::new(), String::new()],
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
