@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod clv;
 pub mod lookalike;
 pub mod matrix;
+mod parallel;
 pub mod pareto;
 pub mod potential;
 pub mod rfm;

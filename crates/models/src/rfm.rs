@@ -277,31 +277,19 @@ pub enum Scoring<'a> {
 }
 
 /// The cut points of a fit as one row `r1.., f1.., m1..` (DOUBLE) over the `measured` table,
-/// for `ntile` and `quantile`.
+/// for `quantile` (and for `ntile`, though an `ntile` fit reads them off its scores with
+/// [`rfm_cut_points_from_scores_sql`] instead of ranking every customer a second time).
 pub fn rfm_cut_points_sql(method: ScoreMethod, bins: u32, measured: &str) -> String {
     let measured = quote_ident(measured);
     let measures = [("r", "recency_days"), ("f", "frequency"), ("m", "monetary")];
     match method {
-        ScoreMethod::Ntile | ScoreMethod::Cuts => {
-            // The largest value in each score bucket; R's buckets run from the most days down.
-            let picks: Vec<String> = measures
-                .iter()
-                .flat_map(|(p, m)| {
-                    (1..bins).map(move |k| {
-                        let bucket = if *p == "r" { bins + 1 - k } else { k };
-                        format!("max(CASE WHEN {p}_score = {bucket} THEN CAST({m} AS DOUBLE) END) AS {p}{k}")
-                    })
-                })
-                .collect();
-            format!(
-                "WITH scored AS (SELECT *, {r} AS r_score, {f} AS f_score, {m} AS m_score FROM {measured})
-SELECT {} FROM scored",
-                picks.join(", "),
-                r = ntile(bins, "recency_days", true),
-                f = ntile(bins, "frequency", false),
-                m = ntile(bins, "monetary", false),
-            )
-        }
+        ScoreMethod::Ntile | ScoreMethod::Cuts => format!(
+            "{} FROM (SELECT *, {r} AS r_score, {f} AS f_score, {m} AS m_score FROM {measured}) AS scored",
+            cut_point_picks(bins),
+            r = ntile(bins, "recency_days", true),
+            f = ntile(bins, "frequency", false),
+            m = ntile(bins, "monetary", false),
+        ),
         ScoreMethod::Quantile => {
             // c_k = the value at rank ceil(k·N/bins), ascending.
             let ranked: Vec<String> = measures
@@ -326,6 +314,31 @@ SELECT {} FROM ranked",
     }
 }
 
+/// `SELECT max(CASE WHEN r_score = … THEN recency_days END) AS r1, …`: the largest value in
+/// each score bucket but the top one; R's buckets run from the most days down.
+fn cut_point_picks(bins: u32) -> String {
+    let measures = [("r", "recency_days"), ("f", "frequency"), ("m", "monetary")];
+    let picks: Vec<String> = measures
+        .iter()
+        .flat_map(|(p, m)| {
+            (1..bins).map(move |k| {
+                let bucket = if *p == "r" { bins + 1 - k } else { k };
+                format!(
+                    "max(CASE WHEN {p}_score = {bucket} THEN CAST({m} AS DOUBLE) END) AS {p}{k}"
+                )
+            })
+        })
+        .collect();
+    format!("SELECT {}", picks.join(", "))
+}
+
+/// The cut points of an `ntile` fit, read off the `scored` table (from [`rfm_scores_sql`]) in
+/// one aggregation: the same values [`rfm_cut_points_sql`] computes, without a second round
+/// of the three rank sorts.
+pub fn rfm_cut_points_from_scores_sql(bins: u32, scored: &str) -> String {
+    format!("{} FROM {}", cut_point_picks(bins), quote_ident(scored))
+}
+
 /// `CASE WHEN (rule) THEN 'name' … ELSE 'catch-all' END`, or just the catch-all's name.
 pub(crate) fn segment_case(rules: &[SegmentRule]) -> String {
     let whens: Vec<String> = rules
@@ -347,9 +360,8 @@ pub(crate) fn segment_case(rules: &[SegmentRule]) -> String {
     }
 }
 
-/// Scores and segments over the `measured` table (from [`rfm_measure_sql`]).
-pub fn rfm_score_sql(spec: &RfmSpec, measured: &str, scoring: &Scoring<'_>) -> String {
-    let bins = spec.bins;
+/// The `measured` table (from [`rfm_measure_sql`]) with `r_score`, `f_score`, `m_score`.
+pub fn rfm_scores_sql(bins: u32, measured: &str, scoring: &Scoring<'_>) -> String {
     let scores = match scoring {
         Scoring::Ntile => format!(
             "{} AS r_score, {} AS f_score, {} AS m_score",
@@ -364,14 +376,15 @@ pub fn rfm_score_sql(spec: &RfmSpec, measured: &str, scoring: &Scoring<'_>) -> S
             cuts_below("monetary", &c.monetary),
         ),
     };
+    format!("SELECT m.*, {scores} FROM {} AS m", quote_ident(measured))
+}
+
+/// The step's rows over a `scored` table (from [`rfm_scores_sql`]): codes and named segments.
+pub fn rfm_segments_sql(spec: &RfmSpec, scored: &str) -> String {
     let segment = segment_case(&spec.segments);
     format!(
-        "WITH scored AS (
-  SELECT m.*, {scores}
-  FROM {measured} AS m
-),
-named AS (
-  SELECT scored.*, r_score AS r, f_score AS f, m_score AS m FROM scored
+        "WITH named AS (
+  SELECT scored.*, r_score AS r, f_score AS f, m_score AS m FROM {scored} AS scored
 )
 SELECT customer AS {customer}, last_order_date, recency_days, frequency, monetary,
   r_score, f_score, m_score,
@@ -379,7 +392,19 @@ SELECT customer AS {customer}, last_order_date, recency_days, frequency, monetar
   {segment} AS segment
 FROM named",
         customer = quote_ident(&spec.customer),
-        measured = quote_ident(measured),
+        scored = quote_ident(scored),
+    )
+}
+
+/// Scores and segments over the `measured` table (from [`rfm_measure_sql`]) in one query.
+pub fn rfm_score_sql(spec: &RfmSpec, measured: &str, scoring: &Scoring<'_>) -> String {
+    format!(
+        "WITH scored AS (
+  {}
+)
+{}",
+        rfm_scores_sql(spec.bins, measured, scoring),
+        rfm_segments_sql(spec, "scored")
     )
 }
 

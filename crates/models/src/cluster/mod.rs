@@ -39,7 +39,7 @@ mod distance;
 mod fit;
 mod init;
 mod lloyd;
-mod parallel;
+use crate::parallel;
 mod scale;
 #[cfg(test)]
 mod tests;

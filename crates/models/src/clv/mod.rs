@@ -12,11 +12,7 @@ mod bgnbd;
 mod gamma_gamma;
 mod hypergeometric;
 mod optimize;
-/// The chunked, thread-count-independent reduction k-means uses, compiled here a second time
-/// because it is private to `cluster`; it belongs at the crate root once both can share it.
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../cluster/parallel.rs"]
-mod parallel;
+use crate::parallel;
 mod predict;
 #[cfg(test)]
 mod tests;

@@ -9,14 +9,14 @@ use std::num::NonZeroUsize;
 use std::ops::Range;
 
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Runner {
+pub(crate) struct Runner {
     threads: usize,
     chunk_rows: usize,
 }
 
 /// Per-row output buffers that are split into one piece per chunk, so every thread writes
 /// its own rows without locking.
-pub(super) trait RowsMut: Send + Sized {
+pub(crate) trait RowsMut: Send + Sized {
     fn split(self, mid: usize) -> (Self, Self);
 }
 
@@ -41,7 +41,7 @@ impl RowsMut for () {
 }
 
 impl Runner {
-    pub(super) fn new(threads: Option<usize>, chunk_rows: usize) -> Self {
+    pub(crate) fn new(threads: Option<usize>, chunk_rows: usize) -> Self {
         let threads = threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
         Runner {
@@ -50,14 +50,14 @@ impl Runner {
         }
     }
 
-    pub(super) fn chunk_rows(&self) -> usize {
+    pub(crate) fn chunk_rows(&self) -> usize {
         self.chunk_rows
     }
 
     /// Runs `work` once per chunk of `0..rows` and returns the chunk results in chunk order,
     /// plus the accumulator of every thread (in no meaningful order). `out` must hold
     /// `rows` rows; `work` gets the chunk's piece of it.
-    pub(super) fn run<O, A, T, I, W>(
+    pub(crate) fn run<O, A, T, I, W>(
         &self,
         rows: usize,
         out: O,
