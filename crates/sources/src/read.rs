@@ -1159,4 +1159,100 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// Time and memory of reading one orders CSV, the old way (object bytes whole, whole-file
+    /// reader, a MemTable, a second read for the checksum) or the new one (`load`). Run one
+    /// mode per process under `/usr/bin/time -v`:
+    /// `SEGFLOW_MEASURE_CSV=orders.csv SEGFLOW_MEASURE_MODE=old|new [SEGFLOW_MEASURE_QUOTED=1]
+    /// cargo test -p segflow-sources measure_orders_csv -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a test: needs SEGFLOW_MEASURE_CSV"]
+    async fn measure_orders_csv() {
+        let Ok(path) = std::env::var("SEGFLOW_MEASURE_CSV") else {
+            return;
+        };
+        let mode = std::env::var("SEGFLOW_MEASURE_MODE").unwrap_or_else(|_| "new".into());
+        let quoted = std::env::var("SEGFLOW_MEASURE_QUOTED").is_ok_and(|v| v == "1");
+        let mut src = source(
+            &path,
+            Format::Csv,
+            CsvOptions {
+                quoted_newlines: quoted,
+                ..CsvOptions::default()
+            },
+        );
+        src.schema = vec![
+            col("order_id", ColumnType::Int64, true, None),
+            col("customer_id", ColumnType::String, true, None),
+            col("order_date", ColumnType::Date, true, None),
+            col(
+                "amount",
+                ColumnType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+                true,
+                None,
+            ),
+            col("category", ColumnType::String, false, None),
+        ];
+        let ctx = SessionContext::new();
+        let files = crate::location::list_files(&ctx, &src)
+            .await
+            .expect("files");
+        let started = std::time::Instant::now();
+        let (rows, sha) = if mode == "old" {
+            let file = &files[0];
+            let checksum = crate::checksum::sha256_of(file.store.as_ref(), &file.path);
+            let read = async {
+                let bytes = file
+                    .store
+                    .get(&file.path)
+                    .await
+                    .expect("get")
+                    .bytes()
+                    .await
+                    .expect("bytes");
+                let (url, csv, declared) = (file.url.clone(), src.csv.clone(), src.schema.clone());
+                let schema = Arc::new(declared_schema(&src));
+                let table_schema = Arc::clone(&schema);
+                let read = tokio::task::spawn_blocking(move || {
+                    read_csv_file(
+                        "orders",
+                        &url,
+                        &bytes,
+                        &csv,
+                        &declared,
+                        SchemaDrift::default(),
+                        &schema,
+                    )
+                    .expect("reads")
+                })
+                .await
+                .expect("joins");
+                let rows: usize = read.batches.iter().map(RecordBatch::num_rows).sum();
+                let parts = ctx.state().config().target_partitions();
+                let mut split = vec![Vec::new(); parts];
+                for (i, b) in read.batches.into_iter().enumerate() {
+                    split[i % parts].push(b);
+                }
+                let table =
+                    datafusion::datasource::MemTable::try_new(table_schema, split).expect("table");
+                (rows, table)
+            };
+            let (sha, (rows, table)) = futures::join!(checksum, read);
+            let _keep = table;
+            (rows, sha.expect("sha"))
+        } else {
+            let scratch = temp_dir("measure").join("scratch");
+            let loaded = load(&ctx, &src, &files, None, &scratch)
+                .await
+                .expect("loads");
+            (loaded.rows_in_table, loaded.sha256_per_file[0].clone())
+        };
+        println!(
+            "mode={mode} quoted_newlines={quoted} rows={rows} sha256={sha} seconds={:.2}",
+            started.elapsed().as_secs_f64()
+        );
+    }
 }

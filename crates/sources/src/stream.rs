@@ -29,7 +29,7 @@ use crate::schema::match_columns;
 /// Text per chunk handed to a worker: large enough that the per-chunk overhead (a thread, a
 /// boundary search) vanishes, small enough that a few chunks in flight stay far below the
 /// memory the whole-file reader needed.
-pub(crate) const CHUNK_BYTES: usize = 32 << 20;
+pub(crate) const CHUNK_BYTES: usize = 16 << 20;
 
 /// Decompressed bytes asked of the input per read.
 const READ_BYTES: usize = 1 << 20;
@@ -480,14 +480,19 @@ impl<R: Read> Reader<R> {
         if self.eof {
             return Some(bytes.len());
         }
-        // Without quotes every line break ends a record; with `quoted_newlines: false` it
-        // does by declaration (as in the whole-file reader).
-        if !opts.quoted_newlines || !bytes.contains(&opts.quote) {
+        // Without quotes every line break (CR or LF) ends a record. A cut between CR and LF
+        // is a boundary too: the next chunk then starts with an empty line, which the parser
+        // skips.
+        if !bytes.contains(&opts.quote) {
             return bytes
                 .iter()
-                .rposition(|&b| b == b'\n')
-                .map(|i| i + 1)
-                .filter(|&end| end > 0);
+                .rposition(|&b| b == b'\n' || b == b'\r')
+                .map(|i| i + 1);
+        }
+        // With `quoted_newlines: false` every LF ends a record by declaration (as in the
+        // whole-file reader, which split files at LFs).
+        if !opts.quoted_newlines {
+            return bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1);
         }
         // Quoted fields may hold line breaks: only the CSV state machine knows which line
         // breaks end records. The last record parsed may be cut off by the end of `text`,
