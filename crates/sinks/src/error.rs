@@ -25,6 +25,14 @@ pub enum SinkError {
 
     #[error("partition column `{column}` is not in the output `{}`", path.display())]
     MissingPartitionColumn { path: PathBuf, column: String },
+
+    /// Reopening a finished directory would overwrite its files, so this is an error rather
+    /// than lost rows.
+    #[error(
+        "rows for `{}` arrived after that directory was finished: the output must be sorted by its sub-partition columns",
+        path.display()
+    )]
+    UnsortedPartition { path: PathBuf },
 }
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {

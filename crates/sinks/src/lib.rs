@@ -1,6 +1,8 @@
 //! Outputs: hive-partitioned Parquet that BI tools read as they are, written so that
 //! - the same rows give byte-identical files (fixed names, fixed writer settings, rows written
 //!   in fixed-size slices so page boundaries never depend on how batches arrived);
+//! - an output streams to disk ([`TableWriter`]) instead of being collected first, so its size
+//!   is not limited by memory;
 //! - a run replaces exactly its own `period=…` directory, atomically: files are staged in a
 //!   hidden directory beside the table and moved into place only after every output of the run
 //!   was written, so a failed run leaves the previous output as it was.
@@ -13,4 +15,4 @@ mod write;
 pub use commit::{StagedTable, discard, stage_dir};
 pub use error::SinkError;
 pub use partition::{escape_partition_value, partition_dir};
-pub use write::{WrittenFile, write_table};
+pub use write::{TableWriter, WrittenFile, write_table};
