@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SessionContext;
-use futures::{StreamExt, TryStreamExt};
 use segflow_manifest::{CheckRecord, InputRecord, Manifest, StepRecord};
 use segflow_sources::BadRow;
 use segflow_spec::{OnBadRow, Period, Source, VintageBy, VintageSpec};
@@ -19,15 +18,14 @@ use crate::error::RunError;
 
 /// "3 bad row(s) in source `orders`; …: orders.csv:17: column `amount`: …" — the first few
 /// rows by file and line, so the message alone says where to look.
-pub(crate) fn bad_rows_summary(source: &str, bad_rows: &[BadRow]) -> String {
-    let first: Vec<String> = sorted_bad_rows(bad_rows)
+pub(crate) fn bad_rows_summary(source: &str, total: usize, sample: &[BadRow]) -> String {
+    let first: Vec<String> = sorted_bad_rows(sample)
         .iter()
         .take(3)
         .map(|b| format!("{}:{}: {}", b.file, b.line, b.reason))
         .collect();
     format!(
-        "{} bad row(s) in source `{source}` (on_bad_row: fail): {}",
-        bad_rows.len(),
+        "{total} bad row(s) in source `{source}` (on_bad_row: fail): {}",
         first.join("; ")
     )
 }
@@ -114,34 +112,23 @@ pub(crate) async fn extract(
             serde_json::json!({"by": format!("directory {dir}"), "available": available, "chosen": chosen}),
         );
     }
-    // Fingerprinting and reading overlap: both stream the same files.
-    let checksums = futures::stream::iter(files.iter().map(|f| async move {
-        segflow_sources::sha256_of(f.store.as_ref(), &f.path)
-            .await
-            .map_err(|error| segflow_sources::SourceError::Io {
-                source_name: name.clone(),
-                file: f.url.clone(),
-                error,
-            })
-    }))
-    .buffered(4)
-    .try_collect::<Vec<String>>();
-    let (checksums, loaded) = futures::try_join!(
-        checksums,
-        segflow_sources::load(ctx, source, &files, pii_key)
-    )?;
-    for (i, (file, sha256)) in files.iter().zip(checksums).enumerate() {
+    // CSV and Excel sources are typed into an Arrow file here; the checksums come from the
+    // same read (Parquet and JSON lines are hashed while they are counted).
+    let scratch = crate::materialize::Scratch::of(ctx)
+        .and_then(|s| s.table_dir(name))
+        .map_err(|e| RunError::Step {
+            step: name.clone(),
+            source: Box::new(e),
+        })?;
+    let loaded = segflow_sources::load(ctx, source, &files, pii_key, &scratch).await?;
+    for (i, (file, sha256)) in files.iter().zip(&loaded.sha256_per_file).enumerate() {
         manifest.inputs.push(InputRecord {
             source: name.clone(),
             path: file.url.clone(),
             size: file.size,
-            sha256,
+            sha256: sha256.clone(),
             rows: loaded.rows_per_file[i] as u64,
-            rows_rejected: loaded
-                .bad_rows
-                .iter()
-                .filter(|b| b.file == file.url)
-                .count() as u64,
+            rows_rejected: loaded.rejected_per_file[i] as u64,
             encoding: loaded.encodings[i].to_string(),
         });
     }
@@ -149,7 +136,7 @@ pub(crate) async fn extract(
     let (read, accepted, rejected) = (
         loaded.rows_read(),
         loaded.rows_accepted(),
-        loaded.bad_rows.len(),
+        loaded.rows_rejected(),
     );
     if read != accepted + rejected || loaded.rows_in_table != accepted {
         return Err(RunError::Accounting {
@@ -175,14 +162,15 @@ pub(crate) async fn extract(
     }
     match source.on_bad_row {
         OnBadRow::Fail if rejected > 0 => {
-            extracted.bad_rows_failure = Some(bad_rows_summary(name, &loaded.bad_rows));
+            extracted.bad_rows_failure =
+                Some(bad_rows_summary(name, rejected, &loaded.bad_row_sample));
         }
         OnBadRow::Fail => {}
         OnBadRow::Quarantine => {
             if rejected > 0 {
                 warn!(source = %name, rows = rejected, "rows quarantined");
             }
-            extracted.quarantine = Some(loaded.bad_rows.clone());
+            extracted.quarantine = Some(quarantined_rows(name, &loaded)?);
         }
     }
     for (column, nulls) in source.schema.iter().zip(&loaded.null_counts) {
@@ -306,6 +294,42 @@ async fn filter_column_vintage(
             source: Box::new(e),
         })?;
     Ok((chosen, available, kept))
+}
+
+/// Every bad row of a source, read back from the file the reader streamed them to.
+fn quarantined_rows(
+    source: &str,
+    loaded: &segflow_sources::LoadedSource,
+) -> Result<Vec<BadRow>, RunError> {
+    let Some(path) = &loaded.bad_rows_file else {
+        return Ok(Vec::new());
+    };
+    let error = |e: arrow::error::ArrowError| RunError::Step {
+        step: source.to_string(),
+        source: Box::new(e.into()),
+    };
+    let mut rows = Vec::with_capacity(loaded.rows_rejected());
+    for batch in segflow_sources::read_bad_rows(path).map_err(error)? {
+        let batch = batch.map_err(error)?;
+        let text = |i: usize| batch.column(i).as_string_opt::<i32>();
+        let (Some(file), Some(line), Some(raw), Some(reason)) = (
+            text(0),
+            batch.column(1).as_primitive_opt::<Int64Type>(),
+            text(2),
+            text(3),
+        ) else {
+            return Err(error(arrow::error::ArrowError::SchemaError(
+                "bad-rows file with unexpected columns".into(),
+            )));
+        };
+        rows.extend((0..batch.num_rows()).map(|i| BadRow {
+            file: file.value(i).to_string(),
+            line: u64::try_from(line.value(i)).unwrap_or_default(),
+            raw: raw.value(i).to_string(),
+            reason: reason.value(i).to_string(),
+        }));
+    }
+    Ok(rows)
 }
 
 /// The quarantine table of a source: one row per rejected row, in file and line order.
