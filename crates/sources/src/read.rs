@@ -41,8 +41,7 @@ use crate::location::InputFile;
 use crate::privacy::{has_pii, protect, protect_exprs, protected_schema};
 use crate::schema::{arrow_type, match_columns};
 use crate::stream::{
-    CHUNK_BYTES, ChannelReader, Compression, CsvJob, Hashing, TypedChunk, read_csv_stream,
-    store_failure,
+    CHUNK_BYTES, ChannelReader, Compression, CsvJob, TypedChunk, read_csv_stream, store_failure,
 };
 use crate::xlsx::sheet_as_csv;
 
@@ -339,6 +338,22 @@ pub async fn scan(
     })
 }
 
+/// Smallest chunk picked for a small file (unless the caller asks for smaller ones).
+const MIN_CHUNK_BYTES: usize = 1 << 20;
+
+/// Chunks of at most `max` bytes, but small enough that a file makes about four chunks per
+/// worker: a 40 MB export then keeps every core busy, instead of two chunks on two cores.
+/// Compressed files are assumed to hold four times their size in text.
+fn chunk_size(file: &InputFile, max: usize, workers: usize) -> usize {
+    let text = if Compression::of(&file.url) == Compression::None {
+        file.size
+    } else {
+        file.size.saturating_mul(4)
+    };
+    let per_chunk = usize::try_from(text / (workers.max(1) as u64 * 4)).unwrap_or(usize::MAX);
+    max.min(per_chunk.max(MIN_CHUNK_BYTES.min(max)))
+}
+
 /// A file name for a source in the scratch directory.
 fn scratch_name(source: &Source, suffix: &str) -> String {
     let name: String = source
@@ -575,22 +590,10 @@ async fn load_csv_file(
             workers: job.workers,
         };
         out.bad.in_file = 0;
-        let result = read_csv_stream(
-            Hashing::new(raw),
-            compression,
-            csv_job,
-            &transform,
-            &mut |typed| out.take(typed),
-        )
-        .and_then(|(read, raw)| {
-            let (sha, _) = raw.finish().map_err(|e| match e.into_inner() {
-                Some(inner) => match inner.downcast::<crate::stream::StoreFailure>() {
-                    Ok(failure) => FileProblem::Io(failure.0),
-                    Err(other) => FileProblem::Decode(other.to_string()),
-                },
-                None => FileProblem::Decode("cannot read the file".into()),
-            })?;
-            Ok((read, sha))
+        let result = crate::stream::read_ahead(raw, |input| {
+            read_csv_stream(input, compression, csv_job, &transform, &mut |typed| {
+                out.take(typed)
+            })
         });
         result.map(|(read, sha)| (read, sha, out))
     })
@@ -739,6 +742,7 @@ async fn load_csv_source(
     for file in files {
         let job = CsvFileJob {
             url: file.url.clone(),
+            chunk_bytes: chunk_size(file, job.chunk_bytes, job.workers),
             ..job.clone()
         };
         let (read, sha256, next) = load_csv_file(source, file, &job, out).await?;

@@ -57,7 +57,6 @@ pub(crate) fn store_failure(error: object_store::Error) -> io::Error {
 pub(crate) struct Hashing<R> {
     inner: R,
     hasher: Sha256,
-    bytes: u64,
 }
 
 impl<R: Read> Hashing<R> {
@@ -65,15 +64,7 @@ impl<R: Read> Hashing<R> {
         Self {
             inner,
             hasher: Sha256::new(),
-            bytes: 0,
         }
-    }
-
-    /// Hashes whatever the decompressor left unread (trailing bytes after the last frame) and
-    /// returns the hex SHA-256 of the whole object and its size.
-    pub(crate) fn finish(mut self) -> io::Result<(String, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        Ok((hex::encode(self.hasher.finalize()), self.bytes))
     }
 }
 
@@ -81,9 +72,103 @@ impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
         Ok(n)
     }
+}
+
+/// Raw bytes per block read ahead, and blocks in flight between the two threads.
+const RAW_BLOCK: usize = 1 << 20;
+const RAW_BLOCKS_AHEAD: usize = 8;
+
+/// Raw object bytes read ahead and hashed on their own thread, so neither I/O nor SHA-256 is
+/// on the path of the thread that decompresses, decodes and cuts the text.
+#[derive(Debug)]
+pub(crate) struct BlockReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl Read for BlockReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.rx.recv() {
+                Ok(block) => {
+                    self.current = block?;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = (self.current.len() - self.at).min(buf.len());
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Runs `consume` on the bytes of `raw` while another thread reads and hashes them; returns
+/// what `consume` returned and the SHA-256 of every byte of `raw` (also those `consume` left
+/// unread).
+pub(crate) fn read_ahead<R: Read + Send, T>(
+    raw: R,
+    consume: impl FnOnce(BlockReader) -> Result<(T, BlockReader), FileProblem>,
+) -> Result<(T, String), FileProblem> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(RAW_BLOCKS_AHEAD);
+        let reader = scope.spawn(move || -> Option<String> {
+            let mut raw = Hashing::new(raw);
+            loop {
+                let mut block = vec![0; RAW_BLOCK];
+                let mut filled = 0;
+                while filled < block.len() {
+                    match raw.read(&mut block[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            // The consumer reports it; the checksum is moot.
+                            let _ = tx.send(Err(e));
+                            return None;
+                        }
+                    }
+                }
+                if filled == 0 {
+                    return Some(hex::encode(raw.hasher.finalize()));
+                }
+                block.truncate(filled);
+                if tx.send(Ok(block)).is_err() {
+                    return None;
+                }
+            }
+        });
+        let consumed = consume(BlockReader {
+            rx,
+            current: Vec::new(),
+            at: 0,
+        });
+        // Let the reader finish the object (it hashes what the decompressor left unread).
+        let rest = consumed.as_ref().ok().map(|(_, input)| &input.rx);
+        let mut failure = None;
+        if let Some(rx) = rest {
+            for block in rx.iter() {
+                if let Err(e) = block {
+                    failure = Some(e);
+                }
+            }
+        }
+        let (value, input) = consumed?;
+        drop(input);
+        if let Some(e) = failure {
+            return Err(read_problem(e, false));
+        }
+        let sha = reader
+            .join()
+            .ok()
+            .flatten()
+            .ok_or_else(|| FileProblem::Decode("the file reader stopped".into()))?;
+        Ok((value, sha))
+    })
 }
 
 /// Bytes arriving from an async object-store stream, read on a blocking thread.
@@ -152,7 +237,7 @@ impl Compression {
 /// A decompressing reader that gives its input back, so the rest of the object can be hashed.
 enum Decompressed<R: Read> {
     Plain(R),
-    Gzip(flate2::read::MultiGzDecoder<R>),
+    Gzip(Box<flate2::read::MultiGzDecoder<R>>),
     Zstd(zstd::stream::read::Decoder<'static, io::BufReader<R>>),
 }
 
@@ -160,7 +245,9 @@ impl<R: Read> Decompressed<R> {
     fn new(input: R, compression: Compression) -> Result<Self, FileProblem> {
         Ok(match compression {
             Compression::None => Decompressed::Plain(input),
-            Compression::Gzip => Decompressed::Gzip(flate2::read::MultiGzDecoder::new(input)),
+            Compression::Gzip => {
+                Decompressed::Gzip(Box::new(flate2::read::MultiGzDecoder::new(input)))
+            }
             Compression::Zstd => Decompressed::Zstd(
                 zstd::stream::read::Decoder::new(input).map_err(|e| read_problem(e, true))?,
             ),
@@ -170,7 +257,7 @@ impl<R: Read> Decompressed<R> {
     fn into_inner(self) -> R {
         match self {
             Decompressed::Plain(r) => r,
-            Decompressed::Gzip(d) => d.into_inner(),
+            Decompressed::Gzip(d) => (*d).into_inner(),
             Decompressed::Zstd(d) => d.finish().into_inner(),
         }
     }
@@ -580,10 +667,10 @@ pub(crate) fn read_csv_stream<R: Read>(
             };
             want = job.chunk_bytes;
             let (text, line) = reader.take(end);
-            if in_flight.len() >= job.workers.max(1) {
-                if let Some(handle) = in_flight.pop_front() {
-                    deliver(handle)?;
-                }
+            if in_flight.len() >= job.workers.max(1)
+                && let Some(handle) = in_flight.pop_front()
+            {
+                deliver(handle)?;
             }
             let chunks = &chunks;
             in_flight.push_back(scope.spawn(move || type_chunk(chunks, &text, line, transform)));
@@ -700,25 +787,25 @@ pub(crate) mod tests {
         };
         let (mut batches, mut bad_rows, mut chunk_records) = (Vec::new(), Vec::new(), 0);
         let mut null_counts = vec![0; declared.len()];
-        let (read, raw) = read_csv_stream(
-            Hashing::new(bytes),
-            Compression::of(name),
-            job,
-            &Ok,
-            &mut |typed: TypedChunk| {
-                batches.extend(typed.batches);
-                bad_rows.extend(typed.bad_rows);
-                chunk_records += typed.records;
-                for (n, c) in null_counts.iter_mut().zip(&typed.null_counts) {
-                    *n += c;
-                }
-                Ok(())
-            },
-        )?;
+        let (read, sha) = read_ahead(bytes, |input| {
+            read_csv_stream(
+                input,
+                Compression::of(name),
+                job,
+                &Ok,
+                &mut |typed: TypedChunk| {
+                    batches.extend(typed.batches);
+                    bad_rows.extend(typed.bad_rows);
+                    chunk_records += typed.records;
+                    for (n, c) in null_counts.iter_mut().zip(&typed.null_counts) {
+                        *n += c;
+                    }
+                    Ok(())
+                },
+            )
+        })?;
         assert_eq!(chunk_records, read.records);
-        let (sha, size) = raw.finish().expect("hash");
-        assert_eq!(size, bytes.len() as u64, "every byte hashed");
-        assert_eq!(sha, hex::encode(Sha256::digest(bytes)));
+        assert_eq!(sha, hex::encode(Sha256::digest(bytes)), "every byte hashed");
         let mut expected_nulls = vec![0; declared.len()];
         for b in &batches {
             for (n, c) in expected_nulls.iter_mut().zip(b.columns()) {

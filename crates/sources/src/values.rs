@@ -2,6 +2,8 @@
 //! declared formats. A cell either becomes exactly its value or is refused with a reason —
 //! never rounded, truncated or guessed.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use segflow_spec::{ColumnType, CsvOptions};
 
@@ -27,7 +29,16 @@ fn epoch() -> NaiveDate {
 }
 
 /// `1 234,50` → `1234.50` for the declared separators; other stray characters are refused.
-fn normalize_number(text: &str, opts: &CsvOptions) -> Result<String, String> {
+/// Text already in that form (the common case) is returned as is, without a copy.
+fn normalize_number<'a>(text: &'a str, opts: &CsvOptions) -> Result<Cow<'a, str>, String> {
+    if opts.decimal == b'.'
+        && opts.thousands.is_none()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+    {
+        return Ok(Cow::Borrowed(text));
+    }
     let mut out = String::with_capacity(text.len());
     let decimal = char::from(opts.decimal);
     for c in text.chars() {
@@ -49,7 +60,23 @@ fn normalize_number(text: &str, opts: &CsvOptions) -> Result<String, String> {
             return Err(format!("unexpected `{c}`"));
         }
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
+}
+
+/// `YYYY-MM-DD` exactly, read without chrono's format machinery (the most common date by far);
+/// anything else, including an impossible date, is left to chrono and its messages.
+fn iso_date(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        b[range].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let year = i32::try_from(number(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)
 }
 
 fn parse_decimal(text: &str, precision: u8, scale: i8) -> Result<i128, String> {
@@ -160,6 +187,11 @@ pub(crate) fn parse<'a>(
             .map(Value::Bool)
             .map_or_else(|| refuse("expected true/false, yes/no or 1/0".into()), Ok),
         ColumnType::Date => {
+            if matches!(format, None | Some("%Y-%m-%d"))
+                && let Some(d) = iso_date(trimmed)
+            {
+                return Ok(Value::Date((d - epoch()).num_days() as i32));
+            }
             let f = format.unwrap_or("%Y-%m-%d");
             match NaiveDate::parse_from_str(trimmed, f) {
                 Ok(d) => Ok(Value::Date((d - epoch()).num_days() as i32)),
@@ -287,6 +319,40 @@ mod tests {
         assert_eq!(
             parse(" as is ", ColumnType::String, None, &o),
             Ok(Value::Str(" as is "))
+        );
+    }
+
+    #[test]
+    fn the_iso_date_fast_path_agrees_with_chrono() {
+        let mut texts: Vec<String> = Vec::new();
+        for y in [0, 1969, 1970, 2024, 2025, 9999] {
+            for m in 0..=13 {
+                for d in [0, 1, 9, 10, 28, 29, 30, 31, 32] {
+                    texts.push(format!("{y:04}-{m:02}-{d:02}"));
+                }
+            }
+        }
+        texts.extend(
+            [
+                "2025-1-02",
+                "2025-01-2",
+                "+2025-01-02",
+                "2025/01/02",
+                "2025-0a-02",
+            ]
+            .map(String::from),
+        );
+        for t in &texts {
+            let chrono = NaiveDate::parse_from_str(t, "%Y-%m-%d").ok();
+            match iso_date(t) {
+                Some(d) => assert_eq!(Some(d), chrono, "{t}"),
+                None => assert!(t.len() != 10 || chrono.is_none(), "{t}"),
+            }
+        }
+        let o = CsvOptions::default();
+        assert_eq!(
+            parse("2025-02-30", ColumnType::Date, None, &o).expect_err("no such day"),
+            "cannot read `2025-02-30` as date: input is out of range (format `%Y-%m-%d`)"
         );
     }
 }
