@@ -42,6 +42,13 @@ pub enum RawCommand {
         /// The period to compute: a year (2025) or a month (2025-11).
         #[arg(long)]
         period: String,
+        /// Memory for DataFusion's operators (e.g. 4GB, 512MiB); beyond it they spill to disk.
+        /// Wins over `engine.memory_limit`; default 60% of physical memory.
+        #[arg(long, value_name = "SIZE")]
+        memory_limit: Option<String>,
+        /// Directory for spill files and the run's scratch tables; wins over `engine.spill_dir`.
+        #[arg(long, value_name = "DIR")]
+        spill_dir: Option<PathBuf>,
     },
     /// Check a pipeline file and report every error, reading no data.
     Validate {
@@ -122,11 +129,19 @@ pub struct PipelineRef {
     pub vars: BTreeMap<String, String>,
 }
 
+/// Engine settings given on the command line, which win over the pipeline's `engine:`.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOverrides {
+    pub memory_limit: Option<u64>,
+    pub spill_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Command {
     Run {
         pipeline: PipelineRef,
         period: Period,
+        engine: EngineOverrides,
     },
     Validate {
         pipeline: PipelineRef,
@@ -185,9 +200,23 @@ impl Command {
             RawCommand::Run {
                 pipeline: p,
                 period: t,
+                memory_limit,
+                spill_dir,
             } => Command::Run {
                 pipeline: pipeline(p)?,
                 period: period(&t)?,
+                engine: EngineOverrides {
+                    memory_limit: memory_limit
+                        .map(|m| {
+                            segflow_spec::parse_bytes(&m).ok_or_else(|| {
+                                format!(
+                                    "--memory-limit `{m}`: expected a size like 4GB, 512MiB or 2GiB"
+                                )
+                            })
+                        })
+                        .transpose()?,
+                    spill_dir,
+                },
             },
             RawCommand::Validate {
                 pipeline: p,

@@ -7,7 +7,7 @@ use segflow_spec::{Period, Pipeline, Variables};
 use sha2::{Digest, Sha256};
 
 use crate::Exit;
-use crate::args::{Command, PipelineRef};
+use crate::args::{Command, EngineOverrides, PipelineRef};
 
 /// Loads and validates a pipeline, printing every configuration error on failure.
 pub(crate) fn load(
@@ -44,7 +44,11 @@ pub(crate) fn load(
 
 pub(crate) async fn dispatch(command: Command, arguments: Vec<String>) -> Exit {
     let result = match command {
-        Command::Run { pipeline, period } => run(&pipeline, period, arguments).await,
+        Command::Run {
+            pipeline,
+            period,
+            engine,
+        } => run(&pipeline, period, &engine, arguments).await,
         Command::Validate { pipeline, period } => load(&pipeline, period).map(|(p, _)| {
             println!(
                 "{}: pipeline `{}` is valid ({} sources, {} steps, {} outputs)",
@@ -76,9 +80,16 @@ pub(crate) async fn dispatch(command: Command, arguments: Vec<String>) -> Exit {
 pub(crate) async fn run(
     pipeline: &PipelineRef,
     period: Period,
+    engine: &EngineOverrides,
     arguments: Vec<String>,
 ) -> Result<Exit, Exit> {
-    let (p, sha256) = load(pipeline, Some(period))?;
+    let (mut p, sha256) = load(pipeline, Some(period))?;
+    if let Some(limit) = engine.memory_limit {
+        p.engine.memory_limit = Some(limit);
+    }
+    if let Some(dir) = &engine.spill_dir {
+        p.engine.spill_dir = Some(dir.display().to_string());
+    }
     let request = RunRequest {
         period,
         pipeline_sha256: sha256,

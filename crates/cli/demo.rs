@@ -9,7 +9,7 @@ use segflow_engine::exit;
 use segflow_spec::Period;
 
 use crate::Exit;
-use crate::args::PipelineRef;
+use crate::args::{EngineOverrides, PipelineRef};
 
 /// The shipped pipelines, compiled in so the demo works from any directory.
 const YEARLY_PIPELINE: (&str, &str) = (
@@ -65,7 +65,13 @@ pub(crate) async fn demo(dir: &Path, period: Period, arguments: Vec<String>) -> 
         path: yearly,
         vars: vars.clone(),
     };
-    let fitted = crate::commands::run(&yearly, period, arguments.clone()).await?;
+    let fitted = crate::commands::run(
+        &yearly,
+        period,
+        &EngineOverrides::default(),
+        arguments.clone(),
+    )
+    .await?;
     crate::commands::report(&yearly, period).await?;
     let Some(month) = first_month_after(period) else {
         return Ok(fitted);
@@ -82,6 +88,7 @@ pub(crate) async fn demo(dir: &Path, period: Period, arguments: Vec<String>) -> 
             vars,
         },
         month,
+        &EngineOverrides::default(),
         arguments,
     )
     .await

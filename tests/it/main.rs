@@ -8,6 +8,7 @@ mod clv;
 mod common;
 mod config_errors;
 mod contracts;
+mod engine;
 mod enrich;
 mod extract;
 mod identity;

@@ -114,12 +114,16 @@ pub(crate) async fn extract(
     }
     // CSV and Excel sources are typed into an Arrow file here; the checksums come from the
     // same read (Parquet and JSON lines are hashed while they are counted).
-    let scratch = crate::materialize::Scratch::of(ctx)
-        .and_then(|s| s.table_dir(name))
-        .map_err(|e| RunError::Step {
-            step: name.clone(),
-            source: Box::new(e),
-        })?;
+    let space = crate::materialize::Scratch::of(ctx).map_err(|e| RunError::Step {
+        step: name.clone(),
+        source: Box::new(e),
+    })?;
+    let scratch = space.table_dir(name).map_err(|e| RunError::Step {
+        step: name.clone(),
+        source: Box::new(e),
+    })?;
+    // Remembered, so the source's files go as soon as its last reader has run.
+    space.remember(name, scratch.clone());
     let loaded = segflow_sources::load(ctx, source, &files, pii_key, &scratch).await?;
     for (i, (file, sha256)) in files.iter().zip(&loaded.sha256_per_file).enumerate() {
         manifest.inputs.push(InputRecord {

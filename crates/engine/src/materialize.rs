@@ -18,8 +18,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionContext;
-use datafusion::execution::options::ArrowReadOptions;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use futures::StreamExt;
 
 /// The run's scratch space, kept in the session so every part of the engine that holds the
@@ -53,7 +52,7 @@ impl Scratch {
             .ok_or_else(|| DataFusionError::Internal("session without scratch space".into()))
     }
 
-    fn remember(&self, name: &str, dir: PathBuf) -> Option<PathBuf> {
+    pub(crate) fn remember(&self, name: &str, dir: PathBuf) -> Option<PathBuf> {
         self.tables.lock().ok()?.insert(name.to_string(), dir)
     }
 
@@ -122,7 +121,7 @@ pub(crate) fn spilled_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
 /// The schema is taken from the physical plan, not the logical one: DataFusion 55 can widen a
 /// decimal SUM in the final aggregation phase beyond what the logical plan declares. Fields
 /// are declared nullable, as a plan's nullability claims are not always what batches carry.
-async fn physical(df: DataFrame) -> Result<(Arc<dyn ExecutionPlan>, SchemaRef)> {
+pub(crate) async fn physical(df: DataFrame) -> Result<(Arc<dyn ExecutionPlan>, SchemaRef)> {
     let plan = df.create_physical_plan().await?;
     let schema = Arc::new(Schema::new(
         plan.schema()
@@ -135,21 +134,19 @@ async fn physical(df: DataFrame) -> Result<(Arc<dyn ExecutionPlan>, SchemaRef)> 
 }
 
 /// Runs `df` and writes each of its partitions to `dir/part-NNNNN.arrow`, each partition on
-/// its own task so the plan keeps its parallelism. Returns the rows written.
+/// its own task so the plan keeps its parallelism. Returns the schema and each file's rows.
 async fn write_partitions(
     ctx: &SessionContext,
     df: DataFrame,
     dir: &Path,
-) -> Result<(SchemaRef, u64)> {
+) -> Result<(SchemaRef, HashMap<String, u64>)> {
     let task = Arc::new(df.task_ctx());
     let (plan, schema) = physical(df).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for partition in 0..plan.output_partitioning().partition_count() {
         let mut stream = plan.execute(partition, Arc::clone(&task))?;
-        let (schema, path) = (
-            Arc::clone(&schema),
-            dir.join(format!("part-{partition:05}.arrow")),
-        );
+        let name = format!("part-{partition:05}.arrow");
+        let (schema, path) = (Arc::clone(&schema), dir.join(&name));
         tasks.spawn(async move {
             let mut writer = FileWriter::try_new(
                 std::io::BufWriter::new(std::fs::File::create(&path)?),
@@ -162,15 +159,16 @@ async fn write_partitions(
                 writer.write(&batch)?;
             }
             writer.finish()?;
-            Ok::<u64, DataFusionError>(rows)
+            Ok::<(String, u64), DataFusionError>((name, rows))
         });
     }
-    let mut rows = 0;
+    let mut files = HashMap::new();
     while let Some(joined) = tasks.join_next().await {
-        rows += joined.map_err(|e| DataFusionError::External(Box::new(e)))??;
+        let (name, rows) = joined.map_err(|e| DataFusionError::External(Box::new(e)))??;
+        files.insert(name, rows);
     }
     Scratch::of(ctx)?.add_spilled(spilled_bytes(&plan));
-    Ok((schema, rows))
+    Ok((schema, files))
 }
 
 /// Computes `df` once into scratch files and registers the result as `name` (replacing any
@@ -178,14 +176,10 @@ async fn write_partitions(
 pub(crate) async fn materialize(ctx: &SessionContext, name: &str, df: DataFrame) -> Result<u64> {
     let scratch = Scratch::of(ctx)?;
     let dir = scratch.table_dir(name)?;
-    let (schema, rows) = write_partitions(ctx, df, &dir).await?;
+    let (schema, files) = write_partitions(ctx, df, &dir).await?;
+    let rows = files.values().sum();
     ctx.deregister_table(name)?;
-    let options = ArrowReadOptions {
-        schema: Some(schema.as_ref()),
-        ..ArrowReadOptions::default()
-    };
-    ctx.register_arrow(name, format!("{}/", dir.display()), options)
-        .await?;
+    ctx.register_table(name, segflow_sources::scratch_table(&dir, schema, files)?)?;
     if let Some(old) = scratch.remember(name, dir) {
         let _ = std::fs::remove_dir_all(old);
     }
@@ -199,20 +193,4 @@ pub(crate) fn release(ctx: &SessionContext, name: &str) -> Result<()> {
         std::fs::remove_dir_all(dir)?;
     }
     Ok(())
-}
-
-/// Runs `df` into memory, partition by partition, with the batches' real schema: for the few
-/// results segflow reads in Rust (a model's fit input, a handful of summary rows).
-pub(crate) async fn collect_physical(df: DataFrame) -> Result<(SchemaRef, Vec<Vec<RecordBatch>>)> {
-    let task = Arc::new(df.task_ctx());
-    let (plan, schema) = physical(df).await?;
-    let mut partitions = Vec::new();
-    for part in datafusion::physical_plan::collect_partitioned(plan, task).await? {
-        let batches = part
-            .into_iter()
-            .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        partitions.push(batches);
-    }
-    Ok((schema, partitions))
 }

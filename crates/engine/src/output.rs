@@ -2,20 +2,23 @@
 //! into its staging directory (committed later, all at once, by the run).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, SortExpr, cast};
+use datafusion::physical_plan::execute_stream;
+use futures::StreamExt;
 use segflow_manifest::{Manifest, OutputFile};
-use segflow_sinks::{StagedTable, partition_dir, write_table};
+use segflow_sinks::{StagedTable, TableWriter, partition_dir, write_table};
 use segflow_spec::{Output, Period, Pipeline};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
 use crate::error::RunError;
-use crate::materialize::collect_physical;
+use crate::materialize::{Scratch, physical, spilled_bytes};
 use crate::run::{RunRequest, local_path};
 
 /// SHA-256 over the input files' SHA-256s: one value saying "these exact inputs".
@@ -130,19 +133,38 @@ pub(crate) async fn stage_output(
         .map_err(query_err)?
         .sort(sort)
         .map_err(query_err)?;
-    let (schema, partitions) = collect_physical(df).await.map_err(query_err)?;
-    let batches: Vec<RecordBatch> = partitions.into_iter().flatten().collect();
     let root = local_path("output", &output.path)?;
-    let table = stage_batches(
-        &root,
-        period,
-        run_id,
-        schema,
-        &batches,
+    let table = StagedTable {
+        root: root.clone(),
+        run_id: run_id.to_string(),
+        period_dir: partition_dir("period", Some(&period.to_string())),
+        files: Vec::new(),
+    };
+    // The sorted rows stream into the writer: the sort spills when the output does not fit
+    // the memory pool, and the writer holds one write slice per open directory.
+    let task = Arc::new(df.task_ctx());
+    let (plan, schema) = physical(df).await.map_err(query_err)?;
+    let mut stream = execute_stream(Arc::clone(&plan), task).map_err(query_err)?;
+    let mut writer = TableWriter::new(
+        &table.staged_period(),
+        Arc::clone(&schema),
         &sub_partitions,
         output.max_rows_per_file,
         metadata,
     )?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(query_err)?;
+        let batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())
+            .map_err(|e| query_err(e.into()))?;
+        writer.push(&batch)?;
+    }
+    let table = StagedTable {
+        files: writer.finish()?,
+        ..table
+    };
+    if let Ok(scratch) = Scratch::of(ctx) {
+        scratch.add_spilled(spilled_bytes(&plan));
+    }
     info!(output = %name, rows = table.files.iter().map(|f| f.rows).sum::<u64>(), files = table.files.len(), path = %root.display(), "output staged");
     Ok(table)
 }

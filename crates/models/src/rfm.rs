@@ -383,14 +383,11 @@ pub fn rfm_scores_sql(bins: u32, measured: &str, scoring: &Scoring<'_>) -> Strin
 pub fn rfm_segments_sql(spec: &RfmSpec, scored: &str) -> String {
     let segment = segment_case(&spec.segments);
     format!(
-        "WITH named AS (
-  SELECT scored.*, r_score AS r, f_score AS f, m_score AS m FROM {scored} AS scored
-)
-SELECT customer AS {customer}, last_order_date, recency_days, frequency, monetary,
+        "SELECT customer AS {customer}, last_order_date, recency_days, frequency, monetary,
   r_score, f_score, m_score,
   concat(CAST(r_score AS VARCHAR), CAST(f_score AS VARCHAR), CAST(m_score AS VARCHAR)) AS rfm_code,
   {segment} AS segment
-FROM named",
+FROM (SELECT scored.*, r_score AS r, f_score AS f, m_score AS m FROM {scored} AS scored) AS named",
         customer = quote_ident(&spec.customer),
         scored = quote_ident(scored),
     )

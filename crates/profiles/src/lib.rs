@@ -19,6 +19,11 @@
 use chrono::NaiveDate;
 use segflow_spec::{ProfileSpec, quote_ident as ident};
 
+/// Money and counts are summed as this exact type and turned into DOUBLE only at the end:
+/// a DOUBLE sum depends on the order rows arrive in, which depends on partitioning, and would
+/// make reruns differ in the last bits. 28 integer digits hold any currency total.
+const EXACT: &str = "DECIMAL(38,10)";
+
 fn ratio(num: &str, den: &str) -> String {
     format!(
         "CASE WHEN CAST({den} AS DOUBLE) > 0 THEN CAST({num} AS DOUBLE) / CAST({den} AS DOUBLE) END"
@@ -36,8 +41,8 @@ pub fn profile_sql(spec: &ProfileSpec, start: NaiveDate, end: NaiveDate) -> Stri
         },
     ];
     let optional = |column: &Option<String>, name: &str| match column {
-        Some(c) => format!("CAST({} AS DOUBLE) AS {name}", ident(c)),
-        None => format!("CAST(NULL AS DOUBLE) AS {name}"),
+        Some(c) => format!("CAST({} AS {EXACT}) AS {name}", ident(c)),
+        None => format!("CAST(NULL AS {EXACT}) AS {name}"),
     };
     base_cols.push(optional(&spec.revenue, "__revenue_column"));
     base_cols.push(optional(&spec.margin, "__margin"));
@@ -60,7 +65,7 @@ pub fn profile_sql(spec: &ProfileSpec, start: NaiveDate, end: NaiveDate) -> Stri
             |id| format!("count(DISTINCT {})", ident(id)),
         );
         ctes.push(format!(
-            "o AS (SELECT {customer} AS __key, {count} AS __orders, sum(CAST({amount} AS DOUBLE)) AS __order_value FROM {table} WHERE {window} GROUP BY {customer})",
+            "o AS (SELECT {customer} AS __key, {count} AS __orders, sum(CAST({amount} AS {EXACT})) AS __order_value FROM {table} WHERE {window} GROUP BY {customer})",
             customer = ident(&o.customer),
             amount = ident(&o.amount),
             table = ident(&o.table.value),
@@ -70,7 +75,7 @@ pub fn profile_sql(spec: &ProfileSpec, start: NaiveDate, end: NaiveDate) -> Stri
         );
         if let Some(category) = &o.category {
             ctes.push(format!(
-                "mix AS (SELECT c.__segment, c.__by, CAST(x.{category} AS VARCHAR) AS category, sum(CAST(x.{amount} AS DOUBLE)) AS value
+                "mix AS (SELECT c.__segment, c.__by, CAST(x.{category} AS VARCHAR) AS category, sum(CAST(x.{amount} AS {EXACT})) AS value
   FROM {table} AS x JOIN c ON c.__key = x.{customer} WHERE {window_x} GROUP BY 1, 2, 3)",
                 category = ident(category),
                 amount = ident(&o.amount),
@@ -79,13 +84,13 @@ pub fn profile_sql(spec: &ProfileSpec, start: NaiveDate, end: NaiveDate) -> Stri
                 window_x = window.replace(&ident(&o.date), &format!("x.{}", ident(&o.date))),
             ));
             ctes.push(
-                "category_top AS (SELECT __segment, __by, category AS top_category, value / sum(value) OVER (PARTITION BY __segment, __by) AS top_category_share,
+                "category_top AS (SELECT __segment, __by, category AS top_category, CAST(value AS DOUBLE) / CAST(sum(value) OVER (PARTITION BY __segment, __by) AS DOUBLE) AS top_category_share,
   row_number() OVER (PARTITION BY __segment, __by ORDER BY value DESC, category ASC) AS category_rank FROM mix)".into(),
             );
         }
     } else {
         ctes.push(
-            "base AS (SELECT c.*, CAST(NULL AS BIGINT) AS __orders, CAST(NULL AS DOUBLE) AS __order_value, c.__revenue_column AS __revenue FROM c)".into(),
+            format!("base AS (SELECT c.*, CAST(NULL AS BIGINT) AS __orders, CAST(NULL AS {EXACT}) AS __order_value, c.__revenue_column AS __revenue FROM c)"),
         );
     }
     ctes.push(
@@ -114,7 +119,7 @@ pub fn profile_sql(spec: &ProfileSpec, start: NaiveDate, end: NaiveDate) -> Stri
             ratio("cells.customers", "seg.seg_customers")
         ));
     }
-    select.push("cells.revenue".into());
+    select.push("CAST(cells.revenue AS DOUBLE) AS revenue".into());
     select.push(format!(
         "{} AS revenue_share",
         ratio("cells.revenue", "totals.all_revenue")
@@ -135,10 +140,10 @@ pub fn profile_sql(spec: &ProfileSpec, start: NaiveDate, end: NaiveDate) -> Stri
         }
     }
     if spec.margin.is_some() {
-        select.push("cells.margin".into());
+        select.push("CAST(cells.margin AS DOUBLE) AS margin".into());
     }
     if spec.acquisition_cost.is_some() {
-        select.push("cells.acquisition_cost".into());
+        select.push("CAST(cells.acquisition_cost AS DOUBLE) AS acquisition_cost".into());
     }
     let index = if spec.by.is_some() {
         format!(
@@ -164,14 +169,14 @@ pub fn profile_sql(spec: &ProfileSpec, start: NaiveDate, end: NaiveDate) -> Stri
     }
     if let Some(m) = &spec.market {
         ctes.push(format!(
-            "market AS (SELECT CAST({by} AS VARCHAR) AS __by, sum(CAST({h} AS DOUBLE)) AS households FROM {table} GROUP BY 1)",
+            "market AS (SELECT CAST({by} AS VARCHAR) AS __by, sum(CAST({h} AS {EXACT})) AS households FROM {table} GROUP BY 1)",
             by = ident(&m.by),
             h = ident(&m.households),
             table = ident(&m.table.value),
         ));
         ctes.push("market_total AS (SELECT sum(households) AS all_households FROM market)".into());
         joins.push("LEFT JOIN market ON market.__by = cells.__by CROSS JOIN market_total".into());
-        select.push("market.households".into());
+        select.push("CAST(market.households AS DOUBLE) AS households".into());
         select.push(format!(
             "{} AS penetration",
             ratio("cells.customers", "market.households")

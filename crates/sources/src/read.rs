@@ -21,10 +21,6 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::Column;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::file_format::arrow::ArrowFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
 use datafusion::functions_aggregate::expr_fn::count;
@@ -766,7 +762,7 @@ async fn load_csv_source(
         let (bad_path, _) = writer.finish().map_err(|e| scratch_error(&bad.path, e))?;
         loaded.bad_rows_file = Some(bad_path);
     }
-    loaded.table = ipc_table(&path, table_schema).map_err(|e| SourceError::Scratch {
+    loaded.table = ipc_table(&path, table_schema, rows).map_err(|e| SourceError::Scratch {
         source_name: source.name.value.clone(),
         path: path.display().to_string(),
         error: Box::new(e),
@@ -774,15 +770,18 @@ async fn load_csv_source(
     Ok(loaded)
 }
 
-/// A table over an Arrow IPC file; DataFusion splits its scan by record-batch ranges.
-fn ipc_table(path: &Path, schema: SchemaRef) -> Result<Arc<dyn TableProvider>, DataFusionError> {
-    let absolute = std::path::absolute(path)?;
-    let url = ListingTableUrl::parse(absolute.to_string_lossy())?;
-    let options = ListingOptions::new(Arc::new(ArrowFormat)).with_file_extension(".arrow");
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(schema);
-    Ok(Arc::new(ListingTable::try_new(config)?))
+/// A table over an Arrow IPC file of `rows` rows; DataFusion splits its scan by record-batch
+/// ranges.
+fn ipc_table(
+    path: &Path,
+    schema: SchemaRef,
+    rows: usize,
+) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    crate::scratch_table::scratch_table(path, schema, [(name, rows as u64)].into())
 }
 
 /// Parquet and JSON lines: one lazy frame per file (declared names and types), unioned and

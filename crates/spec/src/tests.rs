@@ -366,3 +366,26 @@ fn models_are_stored_under_the_output_dir_unless_told_otherwise() {
     );
     assert_eq!(p.step("segments").expect("sql").artifact, None);
 }
+
+#[test]
+fn engine_settings_take_variables_and_sizes() {
+    let mut v = BTreeMap::new();
+    v.insert("DATA_DIR".to_string(), "/data".to_string());
+    v.insert("PARTS".to_string(), "3".to_string());
+    let text = format!(
+        "{GOOD}\nengine:\n  target_partitions: ${{PARTS}}\n  memory_limit: 512MiB\n  spill_dir: tmp/spill\n"
+    );
+    let vars = Variables::new("2025".parse().expect("period"), v);
+    let p = load_str(&text, Path::new("/srv/p/yearly.yaml"), &vars).expect("valid pipeline");
+    assert_eq!(p.engine.target_partitions, Some(3));
+    assert_eq!(p.engine.memory_limit, Some(512 << 20));
+    assert_eq!(p.engine.spill_dir.as_deref(), Some("/srv/p/tmp/spill"));
+    let bad = format!("{GOOD}\nengine:\n  target_partitions: ${{DATA_DIR}}\n");
+    let found = errors(&bad);
+    assert!(
+        found
+            .iter()
+            .any(|(_, _, key, m)| key == "engine.target_partitions" && m.contains("`/data`")),
+        "{found:?}"
+    );
+}

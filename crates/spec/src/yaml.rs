@@ -287,6 +287,26 @@ pub(crate) fn integer(
             );
             None
         }
+        // `${VAR}` in a numeric key: the variable's value must read as an integer.
+        YamlData::Value(Scalar::String(text)) if text.contains("${") => {
+            let value = interpolated(ctx, node, path, Mode::Text)?;
+            match value.value.trim().parse::<i64>() {
+                Ok(i) if range.contains(&i) => Some(i),
+                _ => {
+                    ctx.error(
+                        loc(node),
+                        path,
+                        format!(
+                            "`{text}` is `{}`: expected an integer in {}..={}",
+                            value.value,
+                            range.start(),
+                            range.end()
+                        ),
+                    );
+                    None
+                }
+            }
+        }
         _ => {
             ctx.error(
                 loc(node),

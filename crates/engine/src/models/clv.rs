@@ -9,8 +9,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
 use segflow_models::clv::{
-    BgNbd, FitReport, GammaGamma, PurchaseSummary, SpendSummary, discounted_clv, fit_bgnbd,
-    fit_gamma_gamma,
+    BgNbd, FitReport, GammaGamma, PredictionSettings, PurchaseSummary, SpendSummary, fit_bgnbd,
+    fit_gamma_gamma, predict_customers,
 };
 use segflow_models::quote_ident;
 use segflow_spec::{ClvSpec, Period};
@@ -55,7 +55,9 @@ fn day_number(expr: &str) -> String {
 /// One row per customer: `customer, x, t_x, t, mean_spend, historical_value, inactive_days`.
 /// Orders are summed per day first (several orders on one day are one purchase occasion);
 /// x = purchase days − 1; t_x and T count from the first purchase to the last one and to the
-/// observation end; mean spend is over the repeat days (the first purchase excluded).
+/// observation end; mean spend is over the repeat days (the first purchase excluded). Money
+/// is summed as an exact decimal and turned into DOUBLE once: DOUBLE sums depend on the order
+/// rows arrive in, and so on the partitioning.
 fn summary_sql(spec: &ClvSpec, end: NaiveDate) -> String {
     let unit = spec.time_unit.days();
     let end_lit = format!("DATE '{end}'");
@@ -66,7 +68,7 @@ fn summary_sql(spec: &ClvSpec, end: NaiveDate) -> String {
     format!(
         "WITH days AS (
   SELECT {customer} AS customer, CAST({date} AS DATE) AS day,
-    CAST(sum({amount}) AS DOUBLE) AS spend, CAST(sum({margin}) AS DOUBLE) AS margin
+    sum(CAST({amount} AS DECIMAL(38,10))) AS spend, sum(CAST({margin} AS DECIMAL(38,10))) AS margin
   FROM {input}
   WHERE {customer} IS NOT NULL AND {date} IS NOT NULL AND CAST({date} AS DATE) <= {end_lit}
   GROUP BY 1, 2
@@ -80,8 +82,8 @@ SELECT p.customer,
   CAST(p.purchase_days - 1 AS DOUBLE) AS x,
   CAST({last} - {first} AS DOUBLE) / {unit:?} AS t_x,
   CAST({end_n} - {first} AS DOUBLE) / {unit:?} AS t,
-  CASE WHEN p.purchase_days > 1 THEN (p.total_spend - d.spend) / CAST(p.purchase_days - 1 AS DOUBLE) END AS mean_spend,
-  p.historical_value,
+  CASE WHEN p.purchase_days > 1 THEN CAST(p.total_spend - d.spend AS DOUBLE) / CAST(p.purchase_days - 1 AS DOUBLE) END AS mean_spend,
+  CAST(p.historical_value AS DOUBLE) AS historical_value,
   CAST({end_n} - {last} AS DOUBLE) AS inactive_days
 FROM per_customer p JOIN days d ON d.customer = p.customer AND d.day = p.first_day",
         customer = quote_ident(&spec.customer),
@@ -292,42 +294,34 @@ async fn predict(
         }
     }
     let unit_days = if model.time_unit == "days" { 1.0 } else { 7.0 };
-    let step_length = DAYS_PER_MONTH / unit_days;
-    let n = x.len();
-    let (mut p_alive, mut purchases, mut spend, mut clv, mut churn) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for i in 0..n {
-        let zbar = mean_spend[i].unwrap_or(0.0);
-        let alive = model.bgnbd.p_alive(x[i], t_x[i], t[i]);
-        p_alive.push(alive);
-        purchases.push(
-            model
-                .bgnbd
-                .expected_purchases(model.horizon, x[i], t_x[i], t[i]),
-        );
-        spend.push(model.gamma_gamma.expected_average_spend(x[i], zbar));
-        clv.push(discounted_clv(
-            &model.bgnbd,
-            &model.gamma_gamma,
-            x[i],
-            t_x[i],
-            t[i],
-            zbar,
-            model.clv_months,
-            step_length,
-            model.monthly_discount,
-            model.margin_rate,
-        ));
-        let inactive_too_long = model
-            .churn_inactive_days
-            .is_some_and(|d| inactive[i] > f64::from(d));
-        churn.push(alive < model.churn_p_alive_below || inactive_too_long);
-    }
+    let zbar: Vec<f64> = mean_spend.iter().map(|v| v.unwrap_or(0.0)).collect();
+    let predicted = predict_customers(
+        &model.bgnbd,
+        &model.gamma_gamma,
+        &PredictionSettings {
+            horizon: model.horizon,
+            steps: model.clv_months,
+            step_length: DAYS_PER_MONTH / unit_days,
+            discount_per_step: model.monthly_discount,
+            margin: model.margin_rate,
+        },
+        &x,
+        &t_x,
+        &t,
+        &zbar,
+    )
+    .map_err(|e| fit_err(step, e.to_string()))?;
+    let churn: Vec<bool> = predicted
+        .p_alive
+        .iter()
+        .zip(&inactive)
+        .map(|(alive, inactive)| {
+            let inactive_too_long = model
+                .churn_inactive_days
+                .is_some_and(|d| *inactive > f64::from(d));
+            *alive < model.churn_p_alive_below || inactive_too_long
+        })
+        .collect();
     let customers = if customer_arrays.is_empty() {
         Arc::new(arrow::array::StringArray::from(Vec::<Option<String>>::new())) as ArrayRef
     } else {
@@ -354,10 +348,10 @@ async fn predict(
         Arc::new(Float64Array::from(t)),
         Arc::new(Float64Array::from(mean_spend)),
         Arc::new(Float64Array::from(historical)),
-        Arc::new(Float64Array::from(p_alive)),
-        Arc::new(Float64Array::from(purchases)),
-        Arc::new(Float64Array::from(spend)),
-        Arc::new(Float64Array::from(clv)),
+        Arc::new(Float64Array::from(predicted.p_alive)),
+        Arc::new(Float64Array::from(predicted.expected_purchases)),
+        Arc::new(Float64Array::from(predicted.expected_spend)),
+        Arc::new(Float64Array::from(predicted.clv)),
         Arc::new(BooleanArray::from(churn)),
     ];
     let batch =

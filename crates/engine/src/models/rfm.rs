@@ -3,7 +3,8 @@
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
 use segflow_models::rfm::{
-    RfmCutPoints, RfmModel, Scoring, rfm_cut_points_sql, rfm_measure_sql, rfm_score_sql,
+    RfmCutPoints, RfmModel, Scoring, rfm_cut_points_from_scores_sql, rfm_cut_points_sql,
+    rfm_measure_sql, rfm_score_sql, rfm_scores_sql, rfm_segments_sql,
 };
 use segflow_spec::{Period, RfmSpec, ScoreMethod};
 
@@ -41,6 +42,18 @@ pub(super) async fn fit(
     period: Period,
 ) -> Result<Fitted, RunError> {
     let (measured, rows) = measure(ctx, step, spec, period).await?;
+    // An ntile fit ranks every customer three times (R, F, M); the ranks are computed once,
+    // kept, and both the cut points and the step's rows are read off them.
+    let scored = (spec.method == ScoreMethod::Ntile).then(|| scratch(step, "scored"));
+    if let Some(scored) = &scored {
+        materialize_as(
+            ctx,
+            step,
+            scored,
+            &rfm_scores_sql(spec.bins, &measured, &Scoring::Ntile),
+        )
+        .await?;
+    }
     let cut_points = match (&spec.method, &spec.cuts) {
         (ScoreMethod::Cuts, Some(c)) => RfmCutPoints {
             recency_days: c.recency.clone(),
@@ -57,12 +70,11 @@ pub(super) async fn fit(
                     ),
                 ));
             }
-            let values = single_row(
-                ctx,
-                step,
-                &rfm_cut_points_sql(*method, spec.bins, &measured),
-            )
-            .await?;
+            let sql = match &scored {
+                Some(scored) => rfm_cut_points_from_scores_sql(spec.bins, scored),
+                None => rfm_cut_points_sql(*method, spec.bins, &measured),
+            };
+            let values = single_row(ctx, step, &sql).await?;
             let per = spec.bins.saturating_sub(1) as usize;
             let take = |i: usize| -> Vec<f64> {
                 values
@@ -92,11 +104,11 @@ pub(super) async fn fit(
             "a cut point is undefined: the monetary measure has NULL amounts",
         ));
     }
-    let scoring = match spec.method {
-        ScoreMethod::Ntile => Scoring::Ntile,
-        ScoreMethod::Quantile | ScoreMethod::Cuts => Scoring::Cuts(&cut_points),
+    let sql = match &scored {
+        Some(scored) => rfm_segments_sql(spec, scored),
+        None => rfm_score_sql(spec, &measured, &Scoring::Cuts(&cut_points)),
     };
-    let df = query(ctx, step, &rfm_score_sql(spec, &measured, &scoring)).await?;
+    let df = query(ctx, step, &sql).await?;
     let model = RfmModel::new(spec, cut_points.clone());
     Ok(Fitted {
         df,
