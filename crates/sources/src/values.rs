@@ -30,6 +30,12 @@ fn epoch() -> NaiveDate {
 
 /// `1 234,50` → `1234.50` for the declared separators; other stray characters are refused.
 /// Text already in that form (the common case) is returned as is, without a copy.
+///
+/// A thousands separator is accepted only where it separates groups of three digits in the
+/// integer part: with `thousands: "."` a cell `1.5` is far more likely a decimal point in the
+/// wrong convention (or a typo) than fifteen, and dropping the separator anywhere would read
+/// it as 15 — a silent factor of ten. So `1.234.567,89` reads, `1.5`, `12.34`, `1..234` and
+/// `.123` are refused with a reason naming the separator.
 fn normalize_number<'a>(text: &'a str, opts: &CsvOptions) -> Result<Cow<'a, str>, String> {
     if opts.decimal == b'.'
         && opts.thousands.is_none()
@@ -41,26 +47,87 @@ fn normalize_number<'a>(text: &'a str, opts: &CsvOptions) -> Result<Cow<'a, str>
     }
     let mut out = String::with_capacity(text.len());
     let decimal = char::from(opts.decimal);
+    let mut groups = Grouping::default();
     for c in text.chars() {
         let is_thousands = opts
             .thousands
             .is_some_and(|t| c == t || (t == ' ' && matches!(c, '\u{a0}' | '\u{202f}')));
         if is_thousands {
+            groups.separator(c)?;
             continue;
         }
         if c == decimal {
+            groups.end()?;
             out.push('.');
-        } else if c.is_ascii_digit()
-            || c == '-'
-            || c == '+'
-            || ((c == 'e' || c == 'E') && decimal == '.')
-        {
+        } else if c.is_ascii_digit() {
+            groups.digit();
+            out.push(c);
+        } else if c == '-' || c == '+' {
+            out.push(c);
+        } else if (c == 'e' || c == 'E') && decimal == '.' {
+            groups.end()?;
             out.push(c);
         } else {
             return Err(format!("unexpected `{c}`"));
         }
     }
+    groups.end()?;
     Ok(Cow::Owned(out))
+}
+
+/// Where a number's integer part stands with respect to its thousands separators.
+#[derive(Debug, Default)]
+struct Grouping {
+    /// Digits since the start of the integer part or the last separator.
+    digits: usize,
+    /// The separator seen in the integer part, if any.
+    seen: Option<char>,
+    /// The integer part has ended (decimal separator or exponent).
+    ended: bool,
+}
+
+impl Grouping {
+    fn digit(&mut self) {
+        if !self.ended {
+            self.digits += 1;
+        }
+    }
+
+    fn separator(&mut self, c: char) -> Result<(), String> {
+        let well_placed = !self.ended
+            && match self.seen {
+                None => (1..=3).contains(&self.digits),
+                Some(_) => self.digits == 3,
+            };
+        if !well_placed {
+            return Err(misplaced(c));
+        }
+        self.seen = Some(c);
+        self.digits = 0;
+        Ok(())
+    }
+
+    /// The integer part ends; after a separator its last group must have three digits.
+    fn end(&mut self) -> Result<(), String> {
+        if !self.ended
+            && let Some(sep) = self.seen
+            && self.digits != 3
+        {
+            return Err(misplaced(sep));
+        }
+        self.ended = true;
+        Ok(())
+    }
+}
+
+fn misplaced(separator: char) -> String {
+    let name = match separator {
+        ' ' => "` ` (space)".to_string(),
+        '\u{a0}' => "no-break space".to_string(),
+        '\u{202f}' => "narrow no-break space".to_string(),
+        c => format!("`{c}`"),
+    };
+    format!("thousands separator {name} is not between groups of three digits")
 }
 
 /// `YYYY-MM-DD` exactly, read without chrono's format machinery (the most common date by far);
@@ -261,6 +328,80 @@ mod tests {
             parse("2,5", ColumnType::Float64, None, &o),
             Ok(Value::F64(2.5))
         );
+    }
+
+    #[test]
+    fn thousands_separators_dropped_anywhere_in_a_number() {
+        let dots = CsvOptions {
+            decimal: b',',
+            thousands: Some('.'),
+            ..CsvOptions::default()
+        };
+        assert_eq!(
+            parse("1.234.567,89", DEC, None, &dots),
+            Ok(Value::Decimal(123_456_789))
+        );
+        assert_eq!(
+            parse("-1.234", ColumnType::Int64, None, &dots),
+            Ok(Value::I64(-1234))
+        );
+        assert_eq!(
+            parse("999,5", ColumnType::Float64, None, &dots),
+            Ok(Value::F64(999.5))
+        );
+        for bad in [
+            "1.5",
+            "12.34",
+            "1..234",
+            ".123",
+            "1.2345",
+            "1234.567",
+            "1.234,5.6",
+            "1.234.",
+        ] {
+            for ty in [DEC, ColumnType::Int64, ColumnType::Float64] {
+                let err = parse(bad, ty, None, &dots).expect_err(bad);
+                assert!(
+                    err.ends_with("thousands separator `.` is not between groups of three digits"),
+                    "{bad} as {ty}: {err}"
+                );
+            }
+        }
+        let spaces = CsvOptions {
+            decimal: b',',
+            thousands: Some(' '),
+            ..CsvOptions::default()
+        };
+        assert_eq!(
+            parse("1 234 567,5", DEC, None, &spaces),
+            Ok(Value::Decimal(123_456_750))
+        );
+        assert_eq!(
+            parse("12\u{202f}345", ColumnType::Int64, None, &spaces),
+            Ok(Value::I64(12_345))
+        );
+        assert_eq!(
+            parse("1 5", ColumnType::Int64, None, &spaces).expect_err("1 5"),
+            "cannot read `1 5` as int64: thousands separator ` ` (space) is not between groups of three digits"
+        );
+        assert_eq!(
+            parse("12\u{a0}34,5", DEC, None, &spaces).expect_err("nbsp"),
+            "cannot read `12\u{a0}34,5` as decimal(12,2): thousands separator no-break space is not between groups of three digits"
+        );
+        let us = CsvOptions {
+            thousands: Some(','),
+            ..CsvOptions::default()
+        };
+        assert_eq!(
+            parse("1,234.5", ColumnType::Float64, None, &us),
+            Ok(Value::F64(1234.5))
+        );
+        assert_eq!(
+            parse("1,234e2", ColumnType::Float64, None, &us),
+            Ok(Value::F64(123_400.0))
+        );
+        assert!(parse("1,5", ColumnType::Float64, None, &us).is_err());
+        assert!(parse("1.5e1,000", ColumnType::Float64, None, &us).is_err());
     }
 
     #[test]
