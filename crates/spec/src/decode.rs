@@ -197,10 +197,19 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// The format a path names by its extension. Exports are often compressed (`orders.csv.gz`),
+/// so a compression suffix is looked through — but only to text the CSV reader decompresses:
+/// a `.parquet.gz` or `.jsonl.gz` would be handed undecompressed to DataFusion's readers and
+/// fail on the first byte, so it stays unrecognised and the hint asks for `format:`.
 fn infer_format(location: &str) -> Option<Format> {
     let lower = location.to_ascii_lowercase();
-    let ext = lower.rsplit('/').next()?.rsplit_once('.')?.1.to_string();
-    match ext.as_str() {
+    let name = lower.rsplit('/').next()?;
+    let (stem, ext) = name.rsplit_once('.')?;
+    if matches!(ext, "gz" | "zst" | "zstd") {
+        let (_, inner) = stem.rsplit_once('.')?;
+        return matches!(inner, "csv" | "tsv" | "txt").then_some(Format::Csv);
+    }
+    match ext {
         "csv" | "tsv" | "txt" => Some(Format::Csv),
         "parquet" | "pq" => Some(Format::Parquet),
         "jsonl" | "ndjson" | "json" => Some(Format::JsonLines),
@@ -721,6 +730,20 @@ mod tests {
         assert_eq!(infer_format("/d/orders_*.csv"), Some(Format::Csv));
         assert_eq!(infer_format("s3://b/x/part.PARQUET"), Some(Format::Parquet));
         assert_eq!(infer_format("/d/dir/"), None);
+    }
+
+    #[test]
+    fn compressed_csv_paths_are_not_refused_as_unknown_format() {
+        assert_eq!(infer_format("/d/orders.csv.gz"), Some(Format::Csv));
+        assert_eq!(infer_format("/d/orders_*.CSV.GZ"), Some(Format::Csv));
+        assert_eq!(infer_format("s3://b/orders.csv.zst"), Some(Format::Csv));
+        assert_eq!(infer_format("/d/orders.tsv.gz"), Some(Format::Csv));
+        assert_eq!(infer_format("/d/orders.txt.zstd"), Some(Format::Csv));
+        // Only the CSV reader decompresses; these need an explicit `format:`.
+        assert_eq!(infer_format("/d/p.parquet.gz"), None);
+        assert_eq!(infer_format("/d/j.jsonl.gz"), None);
+        assert_eq!(infer_format("/d/orders.gz"), None);
+        assert_eq!(infer_format("/d.v2/orders.gz"), None);
     }
 
     #[test]
