@@ -49,15 +49,16 @@ impl Country {
 
 /// Strips an `SE-` / `DK ` style country prefix.
 fn without_country_prefix(text: &str, country: Country) -> &str {
-    for prefix in country.prefixes() {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            let rest = rest.trim_start_matches(['-', ' ']);
-            if rest.starts_with(|c: char| c.is_ascii_digit()) {
-                return rest;
-            }
-        }
-    }
-    text
+    after_country_prefix(text, country).unwrap_or(text)
+}
+
+/// The text after an `SE-` / `DK ` style country prefix, `None` when it has none.
+fn after_country_prefix(text: &str, country: Country) -> Option<&str> {
+    country.prefixes().iter().find_map(|prefix| {
+        let rest = text.strip_prefix(prefix)?.trim_start_matches(['-', ' ']);
+        rest.starts_with(|c: char| c.is_ascii_digit())
+            .then_some(rest)
+    })
 }
 
 fn digits_only(text: &str) -> Option<String> {
@@ -191,17 +192,31 @@ pub fn address(text: &str) -> Option<String> {
 
 /// A Swedish organisation number (10 digits, Luhn check digit; `16` century prefix and
 /// hyphen allowed) or a Danish CVR number (8 digits, modulus 11 with weights 2,7,6,5,4,3,2,1).
+///
+/// A Swedish VAT number, `SE` + the organisation number + `01`, keys as the organisation
+/// number: firmographic data and invoices write them that way, and the company is the same.
+/// The `SE` is required, since without it 12 digits could as well be a personal identity
+/// number with its century. `SE16…01` reads two ways, but never validly both: the `16` adds 8
+/// to the Luhn sum where the `01` adds 1.
 pub fn org_number(text: &str, country: Country) -> Option<String> {
     let upper = text.trim().to_ascii_uppercase();
-    let digits = digits_only(without_country_prefix(&upper, country))?;
+    let prefixed = after_country_prefix(&upper, country);
+    let digits = digits_only(prefixed.unwrap_or(&upper))?;
     match country {
         Country::Se => {
-            let digits = match digits.len() {
-                12 if digits.starts_with("16") => digits[2..].to_string(),
-                10 => digits,
-                _ => return None,
+            let readings: Vec<&str> = match digits.len() {
+                10 => vec![&digits],
+                12 => {
+                    let century = digits.strip_prefix("16");
+                    let vat = digits.strip_suffix("01").filter(|_| prefixed.is_some());
+                    century.into_iter().chain(vat).collect()
+                }
+                _ => Vec::new(),
             };
-            luhn_valid(&digits).then_some(digits)
+            readings
+                .into_iter()
+                .find(|d| luhn_valid(d))
+                .map(str::to_string)
         }
         Country::Dk => {
             const WEIGHTS: [u32; 8] = [2, 7, 6, 5, 4, 3, 2, 1];
@@ -324,5 +339,45 @@ mod tests {
             Some("10150817")
         );
         assert_eq!(org_number("10150818", Country::Dk), None);
+    }
+
+    #[test]
+    fn swedish_vat_format_organisation_numbers() {
+        // 556677-8899: Luhn over 5566778899 is 60. VAT: SE + the 10 digits + 01.
+        let key = org_number("556677-8899", Country::Se);
+        assert_eq!(key.as_deref(), Some("5566778899"));
+        for text in [
+            "SE556677889901",
+            "se556677889901",
+            " SE 5566778899 01 ",
+            "SE 556677-8899 01",
+            "SE-556677-8899-01",
+            "SE5566 7788 9901",
+        ] {
+            assert_eq!(org_number(text, Country::Se), key, "{text}");
+        }
+        assert_eq!(
+            org_number("SE556036079301", Country::Se).as_deref(),
+            Some("5560360793")
+        );
+        // Bad Luhn in the 10 digits.
+        assert_eq!(org_number("SE556677889801", Country::Se), None);
+        assert_eq!(org_number("SE556036079401", Country::Se), None);
+        // Wrong suffix: a VAT number ends in 01.
+        for text in [
+            "SE556677889902",
+            "SE556677889900",
+            "SE55667788990",
+            "SE5566778899011",
+        ] {
+            assert_eq!(org_number(text, Country::Se), None, "{text}");
+        }
+        // Without `SE`, 12 digits are not a VAT number.
+        assert_eq!(org_number("556677889901", Country::Se), None);
+        // The century form is as before, prefixed or not.
+        assert_eq!(
+            org_number("SE 16556036-0793", Country::Se).as_deref(),
+            Some("5560360793")
+        );
     }
 }
