@@ -3,16 +3,21 @@
 //!
 //! Records are linked when they share a normalized identifier, by rule in this order: the same
 //! source record key, national id, email, phone, name + address. Linked records form one person
-//! (union-find, so A–B by email and B–C by phone make A, B and C one person).
+//! (union-find, so A–B by email and B–C by phone make A, B and C one person). Because one wrong
+//! link merges whole groups, an identifier links only if it could be real ([`validate`]: check
+//! digits, numbering plans, placeholders like `N/A` or `0000000000`) and if it is not on more
+//! records than [`Limits::max_records_per_identifier`]; the rest are counted for the manifest.
 //!
 //! Ids are stable across runs through a registry: every identifier ever seen (as a SHA-256, not
 //! the value) → its person id. A person keeps the id of any identifier known before (the
 //! smallest when two known persons merge); a new person's id is derived from its smallest
-//! identifier hash, so a run without history is deterministic too.
+//! identifier hash, so a run without history is deterministic too. Two persons never share an
+//! id in one run, even when an old registry says so (see `assign_ids`).
 
 pub mod normalize;
+pub mod validate;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -41,6 +46,33 @@ pub struct Options {
     pub default_country_code: Option<String>,
 }
 
+/// A default for [`Limits::max_records_per_identifier`]: households and small firms share an
+/// address or a phone, but no real person's e-mail or phone is on more customer records than
+/// this.
+pub const DEFAULT_MAX_RECORDS_PER_IDENTIFIER: usize = 50;
+
+/// Guards against identifiers that pass every rule yet are placeholders in practice: the
+/// shop's own phone typed in for walk-in customers, `kundtjanst@shop.se`. Kept apart from
+/// [`Options`] so that code building `Options` field by field keeps compiling; new limits can
+/// be added without breaking callers (start from [`Limits::default`] and set fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// An identifier on more distinct records (source + key) than this is not used to link
+    /// and is reported in [`Resolved::over_shared`]. Record keys themselves are exempt: a
+    /// source saying two rows are one customer is not a placeholder. `usize::MAX` turns the cap
+    /// off.
+    pub max_records_per_identifier: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_records_per_identifier: DEFAULT_MAX_RECORDS_PER_IDENTIFIER,
+        }
+    }
+}
+
 /// Linking rules in precedence order.
 pub const RULES: [&str; 5] = [
     "record_key",
@@ -64,24 +96,49 @@ pub struct Resolved {
     pub known_persons: usize,
     /// Identifier hash → person id, old entries kept.
     pub registry: BTreeMap<String, String>,
+    /// Identifiers that failed their rules (see [`validate`]), per rule, counted once per
+    /// record: how much of the input could not help linking, for the manifest. Every rule but
+    /// `record_key` is present, zero included.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Identifiers shared by more records than [`Limits::max_records_per_identifier`], per
+    /// rule: each one's number of records, largest first. Only counts — the values are
+    /// personal data and stay out of the manifest.
+    pub over_shared: BTreeMap<&'static str, Vec<u64>>,
 }
 
-fn identifiers(r: &Record, opts: &Options) -> [Option<String>; 5] {
-    let name_address = match (&r.name, &r.address, &r.postal_code) {
-        (Some(n), Some(a), Some(p)) => normalize::name_address(n, a, p),
-        _ => None,
-    };
-    [
-        Some(format!("{}\u{1f}{}", r.source, r.key)),
-        r.national_id.as_deref().and_then(normalize::national_id),
-        r.email
-            .as_deref()
-            .and_then(|e| normalize::email(e, opts.strip_plus_addressing)),
-        r.phone
-            .as_deref()
-            .and_then(|p| normalize::phone(p, opts.default_country_code.as_deref())),
-        name_address,
-    ]
+/// The identifiers usable for linking, by rule; rejected ones are counted in `rejected`.
+/// Phones are remembered by their raw text: parsing against the numbering plans is the slow
+/// part, and the same number recurs across sources and exports.
+fn identifiers<'a>(
+    r: &'a Record,
+    opts: &Options,
+    phones: &mut HashMap<&'a str, Result<Option<String>, validate::Rejection>>,
+    rejected: &mut BTreeMap<&'static str, u64>,
+) -> [Option<String>; 5] {
+    let raw_phone = r.phone.as_deref().unwrap_or("");
+    let phone = phones
+        .entry(raw_phone)
+        .or_insert_with(|| validate::phone(raw_phone, opts.default_country_code.as_deref()))
+        .clone();
+    let checked = [
+        validate::national_id(r.national_id.as_deref().unwrap_or("")),
+        validate::email(r.email.as_deref().unwrap_or(""), opts.strip_plus_addressing),
+        phone,
+        validate::name_address(
+            r.name.as_deref(),
+            r.address.as_deref(),
+            r.postal_code.as_deref(),
+        ),
+    ];
+    let mut out: [Option<String>; 5] = Default::default();
+    out[0] = Some(format!("{}\u{1f}{}", r.source, r.key));
+    for (i, result) in checked.into_iter().enumerate() {
+        match result {
+            Ok(value) => out[i + 1] = value,
+            Err(_) => *rejected.entry(RULES[i + 1]).or_default() += 1,
+        }
+    }
+    out
 }
 
 /// HMAC-SHA-256 (with a key) or SHA-256 of `rule:value`: what the registry stores instead of
@@ -105,9 +162,73 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
     i
 }
 
+/// Drops every identifier (record keys excepted) that more than `cap` distinct records carry,
+/// returning each one's record count per rule, largest first.
+fn drop_over_shared(
+    ids: &mut [[Option<String>; 5]],
+    cap: usize,
+) -> BTreeMap<&'static str, Vec<u64>> {
+    let mut over: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+    // The same record key repeated (history rows of one customer) is one record.
+    let mut key_index: HashMap<&str, usize> = HashMap::new();
+    let record_of: Vec<usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, r)| *key_index.entry(r[0].as_deref().unwrap_or("")).or_insert(i))
+        .collect();
+    for (rule_index, rule) in RULES.iter().enumerate().skip(1) {
+        let mut seen: HashSet<(&str, usize)> = HashSet::new();
+        let mut count: HashMap<&str, u64> = HashMap::new();
+        for (i, record_ids) in ids.iter().enumerate() {
+            if let Some(value) = record_ids[rule_index].as_deref()
+                && seen.insert((value, record_of[i]))
+            {
+                *count.entry(value).or_default() += 1;
+            }
+        }
+        let dropped: HashMap<String, u64> = count
+            .into_iter()
+            .filter(|&(_, n)| usize::try_from(n).is_ok_and(|n| n > cap))
+            .map(|(v, n)| (v.to_string(), n))
+            .collect();
+        if dropped.is_empty() {
+            continue;
+        }
+        let mut counts: Vec<u64> = dropped.values().copied().collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        over.insert(rule, counts);
+        for record_ids in ids.iter_mut() {
+            if record_ids[rule_index]
+                .as_deref()
+                .is_some_and(|v| dropped.contains_key(v))
+            {
+                record_ids[rule_index] = None;
+            }
+        }
+    }
+    over
+}
+
+/// [`resolve_with`] under the default [`Limits`].
 pub fn resolve(records: &[Record], opts: &Options, registry: &HashMap<String, String>) -> Resolved {
+    resolve_with(records, opts, &Limits::default(), registry)
+}
+
+pub fn resolve_with(
+    records: &[Record],
+    opts: &Options,
+    limits: &Limits,
+    registry: &HashMap<String, String>,
+) -> Resolved {
     let n = records.len();
-    let ids: Vec<[Option<String>; 5]> = records.iter().map(|r| identifiers(r, opts)).collect();
+    let mut rejected: BTreeMap<&'static str, u64> = RULES[1..].iter().map(|r| (*r, 0)).collect();
+    let mut phones = HashMap::new();
+    let mut ids: Vec<[Option<String>; 5]> = records
+        .iter()
+        .map(|r| identifiers(r, opts, &mut phones, &mut rejected))
+        .collect();
+    drop(phones);
+    let over_shared = drop_over_shared(&mut ids, limits.max_records_per_identifier);
     let mut parent: Vec<usize> = (0..n).collect();
     let mut matched_by = vec!["none"; n];
     let mut merges: BTreeMap<&'static str, u64> = RULES.iter().map(|r| (*r, 0)).collect();
@@ -138,35 +259,29 @@ pub fn resolve(records: &[Record], opts: &Options, registry: &HashMap<String, St
         let root = find(&mut parent, i);
         groups.entry(root).or_default().push(i);
     }
+    let group_hashes: Vec<BTreeSet<String>> = groups
+        .values()
+        .map(|members| {
+            members
+                .iter()
+                .flat_map(|&i| {
+                    RULES.iter().zip(&ids[i]).filter_map(|(rule, v)| {
+                        v.as_ref()
+                            .map(|v| identifier_hash(opts.hash_key.as_deref(), rule, v))
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let ids_of_groups = assign_ids(&group_hashes, registry);
     let mut person_id = vec![String::new(); n];
     let mut new_registry: BTreeMap<String, String> = registry
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let mut known_persons = 0;
-    for members in groups.values() {
-        let hashes: BTreeSet<String> = members
-            .iter()
-            .flat_map(|&i| {
-                RULES.iter().zip(&ids[i]).filter_map(|(rule, v)| {
-                    v.as_ref()
-                        .map(|v| identifier_hash(opts.hash_key.as_deref(), rule, v))
-                })
-            })
-            .collect();
-        let known: BTreeSet<&String> = hashes.iter().filter_map(|h| registry.get(h)).collect();
-        let id = match known.first() {
-            Some(existing) => {
-                known_persons += 1;
-                (*existing).clone()
-            }
-            None => format!(
-                "P{}",
-                &hashes
-                    .first()
-                    .map_or_else(String::new, |h| h[..16].to_string())
-            ),
-        };
+    for ((members, hashes), (id, known)) in groups.values().zip(group_hashes).zip(ids_of_groups) {
+        known_persons += usize::from(known);
         for h in hashes {
             new_registry.insert(h, id.clone());
         }
@@ -181,7 +296,74 @@ pub fn resolve(records: &[Record], opts: &Options, registry: &HashMap<String, St
         persons: groups.len(),
         known_persons,
         registry: new_registry,
+        rejected,
+        over_shared,
     }
+}
+
+/// A person id per group, and whether it came from the registry.
+///
+/// A group keeps the smallest registry id among its identifiers — but no two groups may share
+/// one. They would, after records that a placeholder once collapsed into one person are told
+/// apart again: each still finds the collapsed person's id under its own identifiers. The id
+/// then stays with the group holding the smallest identifier hash registered under it
+/// (deterministic, whatever the input order); the others take their next known id, or a new
+/// one.
+fn assign_ids(
+    group_hashes: &[BTreeSet<String>],
+    registry: &HashMap<String, String>,
+) -> Vec<(String, bool)> {
+    // Per group: its known ids, each with the smallest of its hashes registered under it.
+    let known: Vec<BTreeMap<&String, &String>> = group_hashes
+        .iter()
+        .map(|hashes| {
+            let mut ids: BTreeMap<&String, &String> = BTreeMap::new();
+            for h in hashes {
+                if let Some(id) = registry.get(h) {
+                    ids.entry(id).or_insert(h);
+                }
+            }
+            ids
+        })
+        .collect();
+    let mut claim: HashMap<&String, &String> = HashMap::new();
+    for ids in &known {
+        for (&id, &h) in ids {
+            claim
+                .entry(id)
+                .and_modify(|best| *best = (*best).min(h))
+                .or_insert(h);
+        }
+    }
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut out: Vec<Option<(String, bool)>> = vec![None; group_hashes.len()];
+    // First every group that owns one of its known ids; then the rest, in group order.
+    for (g, ids) in known.iter().enumerate() {
+        if let Some((&id, _)) = ids.iter().find(|&(id, h)| claim.get(id) == Some(h)) {
+            taken.insert(id.clone());
+            out[g] = Some((id.clone(), true));
+        }
+    }
+    let used: HashSet<&String> = registry.values().collect();
+    for (g, ids) in known.iter().enumerate() {
+        if out[g].is_some() {
+            continue;
+        }
+        if let Some(&id) = ids.keys().find(|id| !taken.contains(**id)) {
+            taken.insert(id.clone());
+            out[g] = Some((id.clone(), true));
+            continue;
+        }
+        let smallest = group_hashes[g].first().map_or("", String::as_str);
+        let id = [16, 32, smallest.len()]
+            .iter()
+            .map(|&len| format!("P{}", &smallest[..len.min(smallest.len())]))
+            .find(|id| !taken.contains(id) && (known[g].is_empty() || !used.contains(id)))
+            .unwrap_or_else(|| format!("P{smallest}-{g}"));
+        taken.insert(id.clone());
+        out[g] = Some((id, false));
+    }
+    out.into_iter().map(Option::unwrap_or_default).collect()
 }
 
 #[cfg(test)]
@@ -239,5 +421,160 @@ mod tests {
         );
         assert_eq!(year2.person_id, year1.person_id);
         assert_eq!(year2.known_persons, 1);
+    }
+
+    fn sweden() -> Options {
+        Options {
+            strip_plus_addressing: true,
+            default_country_code: Some("46".into()),
+            hash_key: None,
+        }
+    }
+
+    fn with_national_id(key: &str, national_id: &str) -> Record {
+        Record {
+            national_id: Some(national_id.into()),
+            ..rec("crm", key, None, None)
+        }
+    }
+
+    #[test]
+    fn placeholder_phone_0000000000_links_nobody() {
+        let records = [
+            rec("crm", "1", None, Some("0000000000")),
+            rec("crm", "2", None, Some("0000000000")),
+            rec("web", "a", None, Some("000-000 00 00")),
+        ];
+        let r = resolve(&records, &sweden(), &HashMap::new());
+        assert_eq!(r.persons, 3);
+        assert_eq!(r.matched_by, vec!["none"; 3]);
+    }
+
+    #[test]
+    fn n_a_national_id_links_nobody() {
+        let records = [
+            with_national_id("1", "N/A"),
+            with_national_id("2", "n/a"),
+            with_national_id("3", "NA"),
+        ];
+        let r = resolve(&records, &sweden(), &HashMap::new());
+        assert_eq!(r.persons, 3);
+        assert_eq!(r.matched_by, vec!["none"; 3]);
+    }
+
+    #[test]
+    fn personnummer_with_a_wrong_check_digit_links_nobody() {
+        // 811218-9876 is valid (Luhn); 811218-9875 is a typo that must not link to anyone.
+        let records = [
+            with_national_id("1", "811218-9875"),
+            with_national_id("2", "19811218-9875"),
+        ];
+        let r = resolve(&records, &sweden(), &HashMap::new());
+        assert_eq!(r.persons, 2);
+    }
+
+    #[test]
+    fn placeholder_emails_link_nobody() {
+        let records = [
+            rec("crm", "1", Some("test@test.com"), None),
+            rec("crm", "2", Some("TEST@test.com"), None),
+            rec("crm", "3", Some("noemail@shop.se"), None),
+            rec("crm", "4", Some("noemail@shop.se"), None),
+        ];
+        let r = resolve(&records, &sweden(), &HashMap::new());
+        assert_eq!(r.persons, 4);
+    }
+
+    #[test]
+    fn phone_with_country_code_without_plus_keeps_one_country_code() {
+        let records = [
+            rec("crm", "1", None, Some("+46 70 123 45 67")),
+            rec("web", "a", None, Some("46701234567")),
+            rec("web", "b", None, Some("0046701234567")),
+        ];
+        let r = resolve(&records, &sweden(), &HashMap::new());
+        assert_eq!(r.persons, 1);
+        assert_eq!(r.matched_by, vec!["phone"; 3]);
+    }
+
+    #[test]
+    fn an_identifier_shared_by_more_records_than_the_cap_links_nobody() {
+        // The shop's own address typed into 51 customer records: a placeholder, not a person.
+        let records: Vec<Record> = (0..51)
+            .map(|i| rec("crm", &i.to_string(), Some("kundtjanst@shop.se"), None))
+            .collect();
+        let r = resolve(&records, &sweden(), &HashMap::new());
+        assert_eq!(r.persons, 51);
+        assert!(r.matched_by.iter().all(|m| *m == "none"));
+    }
+
+    #[test]
+    fn customers_collapsed_by_a_placeholder_last_year_get_their_own_ids_again() {
+        // Last year's registry, written before placeholders were rejected: every customer's
+        // identifiers point at the one person that `0000000000` built.
+        let records: Vec<Record> = (0..3)
+            .map(|i| {
+                rec(
+                    "crm",
+                    &i.to_string(),
+                    Some(&format!("c{i}@x.se")),
+                    Some("0000000000"),
+                )
+            })
+            .collect();
+        let mut registry = HashMap::new();
+        for r in &records {
+            for (rule, value) in [
+                ("record_key", format!("crm\u{1f}{}", r.key)),
+                ("email", r.email.clone().unwrap_or_default()),
+                ("phone", "+46000000000".to_string()),
+            ] {
+                registry.insert(
+                    identifier_hash(None, rule, &value),
+                    "Pcollapsed".to_string(),
+                );
+            }
+        }
+        let r = resolve(&records, &sweden(), &registry);
+        let distinct: BTreeSet<&String> = r.person_id.iter().collect();
+        assert_eq!(distinct.len(), 3, "{:?}", r.person_id);
+        assert!(r.person_id.contains(&"Pcollapsed".to_string()));
+        assert_eq!(r.known_persons, 1);
+    }
+
+    #[test]
+    fn rejected_and_over_shared_identifiers_are_counted_without_their_values() {
+        let mut records = vec![
+            rec("crm", "1", Some("n/a"), Some("0000000000")),
+            rec("crm", "2", Some("anna@x"), Some("070-123 45 67")),
+            with_national_id("3", "811218-9875"),
+        ];
+        // One customer's 60 history rows share an e-mail: one record, not a placeholder.
+        records.extend((0..60).map(|_| rec("crm", "4", Some("bo@x.se"), None)));
+        // Four records share the reception's phone, over a cap of three.
+        records.extend((0..4).map(|i| rec("web", &i.to_string(), None, Some("08-123 456 78"))));
+        let limits = Limits {
+            max_records_per_identifier: 3,
+        };
+        let r = resolve_with(&records, &sweden(), &limits, &HashMap::new());
+        assert_eq!(r.rejected["email"], 2);
+        assert_eq!(r.rejected["phone"], 1);
+        assert_eq!(r.rejected["national_id"], 1);
+        assert_eq!(r.rejected["name_address"], 0);
+        assert_eq!(r.over_shared, BTreeMap::from([("phone", vec![4])]));
+        // The history rows stay one person; the reception's callers stay four.
+        assert_eq!(r.persons, 3 + 1 + 4);
+        let debug = format!("{r:?}");
+        assert!(!debug.contains("123 456") && !debug.contains("+46812345678"));
+    }
+
+    #[test]
+    fn the_default_cap_allows_fifty_records() {
+        let records: Vec<Record> = (0..DEFAULT_MAX_RECORDS_PER_IDENTIFIER)
+            .map(|i| rec("crm", &i.to_string(), Some("family@x.se"), None))
+            .collect();
+        let r = resolve(&records, &sweden(), &HashMap::new());
+        assert_eq!(r.persons, 1);
+        assert!(r.over_shared.is_empty());
     }
 }

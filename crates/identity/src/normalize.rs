@@ -19,27 +19,51 @@ pub fn email(raw: &str, strip_plus: bool) -> Option<String> {
     Some(format!("{local}@{domain}"))
 }
 
-/// E.164: `070-123 45 67` with country code 46 → `+46701234567`; `0046…` and `+46…` too.
-/// 8 to 15 digits after the `+`, as E.164 allows.
+/// E.164: `070-123 45 67` with country code 46 → `+46701234567`; `0046…`, `+46…` and `46…`
+/// too. Parsed by the numbering plans (libphonenumber's metadata) rather than by counting
+/// digits, so a number that already carries its country code without a `+` is not given a
+/// second one. Whether the number exists in its plan is [`crate::validate::phone`]'s question.
+/// Without that question, 8 to 15 digits after the `+` (as E.164 allows) keep out fragments.
 pub fn phone(raw: &str, default_country_code: Option<&str>) -> Option<String> {
+    parse_phone(raw, default_country_code)
+        .map(|n| e164(&n))
+        .filter(|e| (9..=16).contains(&e.len()))
+}
+
+pub(crate) fn e164(number: &phonenumber::PhoneNumber) -> String {
+    number.format().mode(phonenumber::Mode::E164).to_string()
+}
+
+/// The numbering plan needs a region (`SE`), the pipeline gives a calling code (`46`): the
+/// code's main region decides how national prefixes and `00` are read.
+fn region(country_code: &str) -> Option<phonenumber::country::Id> {
+    let code: u16 = country_code.trim().trim_start_matches('+').parse().ok()?;
+    let regions = phonenumber::metadata::DATABASE.by_code(&code)?;
+    let main = regions
+        .iter()
+        .find(|m| m.is_main_country_for_code())
+        .or_else(|| regions.first())?;
+    main.id().parse().ok()
+}
+
+pub(crate) fn parse_phone(
+    raw: &str,
+    default_country_code: Option<&str>,
+) -> Option<phonenumber::PhoneNumber> {
     let trimmed = raw.trim();
-    let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
-    let international = if trimmed.starts_with('+') {
-        digits
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        rest.to_string()
-    } else if let Some(national) = digits.strip_prefix('0') {
-        format!("{}{national}", default_country_code?)
-    } else {
-        format!("{}{digits}", default_country_code?)
+    let region = default_country_code.and_then(region);
+    // Without a region the library knows no international prefix; `00` is the one used by
+    // nearly every country, so it is read as `+` rather than losing the number.
+    let text = match (region, trimmed.strip_prefix("00")) {
+        (None, Some(rest)) => format!("+{rest}"),
+        _ => trimmed.to_string(),
     };
-    (8..=15)
-        .contains(&international.len())
-        .then(|| format!("+{international}"))
+    phonenumber::parse(region, text).ok()
 }
 
 /// National identity numbers without separators; a 12-digit Swedish personnummer
-/// (`19850102-1234`) and its 10-digit form (`850102-1234`) give the same key.
+/// (`19850102-1234`) and its 10-digit form (`850102-1234`) give the same key. Only the form:
+/// whether the number can exist is [`crate::validate::national_id`]'s question.
 pub fn national_id(raw: &str) -> Option<String> {
     let compact: String = raw
         .chars()
