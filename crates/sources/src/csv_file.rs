@@ -238,10 +238,13 @@ pub(crate) fn read_csv_file(
         .read_record(&mut record)
         .map_err(|e| FileProblem::Decode(format!("cannot parse the header row: {e}")))?;
     if !header_read {
-        return Err(FileProblem::Header(crate::error::SourceError::EmptyFile {
-            source_name: source_name.to_string(),
-            file: file.to_string(),
-        }));
+        return Ok(CsvFileRead {
+            batches: Vec::new(),
+            warnings: Vec::new(),
+            bad_rows: Vec::new(),
+            records: 0,
+            encoding,
+        });
     }
     let header: Vec<String> = record.iter().map(str::to_string).collect();
     let matched =
@@ -278,7 +281,7 @@ pub(crate) fn read_csv_file(
                     .iter()
                     .filter(|&&b| b == b'\n')
                     .count() as u64;
-                scope.spawn(move || job.read(&text[from..to], first_line))
+                scope.spawn(move || job.read(&text[from..to], first_line, &[]))
             })
             .collect();
         handles
@@ -353,7 +356,66 @@ pub(crate) struct Chunks<'a> {
 
 impl Chunks<'_> {
     /// Types the records of `text`, a piece of the file starting at line `first_line`.
-    pub(crate) fn read(&self, text: &str, first_line: u64) -> Result<Piece, FileProblem> {
+    /// `invalid` lists the offsets in `text` (ascending) where a byte that is not valid in
+    /// the file's encoding was replaced by U+FFFD, with the byte: their records are bad rows.
+    pub(crate) fn read(
+        &self,
+        text: &str,
+        first_line: u64,
+        invalid: &[(usize, u8)],
+    ) -> Result<Piece, FileProblem> {
+        let mut builders: Vec<Builder> = self
+            .declared
+            .iter()
+            .map(|c| Builder::new(c.data_type))
+            .collect();
+        let mut out = Piece {
+            batches: Vec::new(),
+            bad_rows: Vec::new(),
+            records: 0,
+        };
+        let (mut from, mut line) = (0, first_line);
+        while let Some(resume) =
+            self.read_part(&text[from..], line, from, invalid, &mut builders, &mut out)?
+        {
+            line += crate::stream::count_newlines(&text.as_bytes()[from..from + resume]);
+            from += resume;
+        }
+        if builders.first().is_some_and(|b| b.len() > 0) {
+            out.batches.push(finish_batch(&mut builders, self.schema)?);
+        }
+        Ok(out)
+    }
+
+    /// A field of the file by its declared column name, else by its position.
+    fn field_name(&self, field: usize) -> String {
+        self.positions
+            .iter()
+            .position(|p| *p == Some(field))
+            .map_or_else(
+                || format!("field {}", field + 1),
+                |d| format!("column `{}`", self.declared[d].name),
+            )
+    }
+
+    /// Types the records of `text` (at offset `base` of the piece) until its end, or until a
+    /// quote that is never closed: then that record is set aside and the offset of the line
+    /// after the one where the quote opened is returned, to read on from there.
+    ///
+    /// Why read on: a quote that never closes cannot have meant to enclose the rest of the
+    /// file, and the csv parser would make all of it one field of one record — a thousand
+    /// lost rows counted as one. So the record counts as one bad row (raw text: its lines up
+    /// to the one where the quote opened), and every line after it is read as the records
+    /// it holds. Rows read therefore count the records as they physically stand in the file.
+    fn read_part(
+        &self,
+        text: &str,
+        first_line: u64,
+        base: usize,
+        invalid: &[(usize, u8)],
+        builders: &mut [Builder],
+        out: &mut Piece,
+    ) -> Result<Option<usize>, FileProblem> {
         let (file, declared, opts, positions, schema) = (
             self.file,
             self.declared,
@@ -363,13 +425,6 @@ impl Chunks<'_> {
         );
         let mut reader = csv_reader(opts, text.as_bytes());
         let mut record = csv::StringRecord::new();
-        let mut builders: Vec<Builder> =
-            declared.iter().map(|c| Builder::new(c.data_type)).collect();
-        let mut out = Piece {
-            batches: Vec::new(),
-            bad_rows: Vec::new(),
-            records: 0,
-        };
         let mut lines = LineCounter {
             offset: 0,
             line: first_line,
@@ -392,36 +447,78 @@ impl Chunks<'_> {
                 }
             }
             out.records += 1;
-            let mut bad = |reason: String, reader: &csv::Reader<&[u8]>| {
-                // The parser's record start can sit on the line break before the record (CRLF), so
-                // the start and its line number are taken from the text itself.
-                let to = (reader.position().byte() as usize).min(text.len());
-                let mut from =
-                    (record.position().map_or(start.byte(), csv::Position::byte) as usize).min(to);
-                while from < to && matches!(text.as_bytes()[from], b'\r' | b'\n') {
-                    from += 1;
-                }
-                BadRow {
-                    file: file.to_string(),
-                    line: lines.line_at(text, from),
-                    raw: if self.redact.iter().any(|r| *r) {
-                        redacted(&record, self.redact, opts.delimiter)
-                    } else {
-                        text.get(from..to)
-                            .unwrap_or_default()
-                            .trim_end_matches(['\r', '\n'])
-                            .to_string()
-                    },
-                    reason,
-                }
+            // The parser's record start can sit on the line break before the record (CRLF), so
+            // the start and its line number are taken from the text itself.
+            let to = (reader.position().byte() as usize).min(text.len());
+            let mut from =
+                (record.position().map_or(start.byte(), csv::Position::byte) as usize).min(to);
+            while from < to && matches!(text.as_bytes()[from], b'\r' | b'\n') {
+                from += 1;
+            }
+            let mut bad = |reason: String, record: &csv::StringRecord, to: usize| BadRow {
+                file: file.to_string(),
+                line: lines.line_at(text, from),
+                raw: if self.redact.iter().any(|r| *r) {
+                    redacted(record, self.redact, opts.delimiter)
+                } else {
+                    text.get(from..to)
+                        .unwrap_or_default()
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string()
+                },
+                reason,
             };
+            if to == text.len()
+                && let Some(quote) = open_quote(&text.as_bytes()[from..to], opts)
+            {
+                let quote = from + quote;
+                let line_end = text.as_bytes()[quote..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(text.len(), |i| quote + i + 1);
+                let quote_line =
+                    first_line + crate::stream::count_newlines(&text.as_bytes()[..quote]);
+                let cut = csv_reader(opts, &text.as_bytes()[from..line_end])
+                    .records()
+                    .next()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                let reason = format!(
+                    "a quote opened at line {quote_line} is never closed; the record is set aside up to that line and reading goes on at line {}",
+                    quote_line + 1
+                );
+                out.bad_rows.push(bad(reason, &cut, line_end));
+                return Ok((line_end < text.len()).then_some(line_end));
+            }
+            if let Some(&(_, byte)) = invalid
+                .get(invalid.partition_point(|&(o, _)| o < base + from)..)
+                .and_then(<[_]>::first)
+                .filter(|&&(o, _)| o < base + to)
+            {
+                let field = record.iter().position(|f| f.contains('\u{fffd}'));
+                let reason = format!(
+                    "{} holds byte 0x{byte:02X}, which is not valid UTF-8 (shown as U+FFFD in `raw`; if the whole file is in another encoding, declare `encoding: windows-1252`, `iso-8859-1` or `auto`)",
+                    self.field_name(field.unwrap_or(0)),
+                );
+                out.bad_rows.push(bad(reason, &record, to));
+                continue;
+            }
             if record.len() != self.header_len {
                 let reason = format!(
                     "the row has {} fields, the header has {}",
                     record.len(),
                     self.header_len
                 );
-                out.bad_rows.push(bad(reason, &reader));
+                out.bad_rows.push(bad(reason, &record, to));
+                continue;
+            }
+            if record.as_slice().contains('\0') {
+                let field = record.iter().position(|f| f.contains('\0')).unwrap_or(0);
+                let name = self.field_name(field);
+                // No export writes a NUL into text: it marks a corrupt or binary stretch of
+                // the file, and would end the value early in many tools downstream.
+                let reason = format!("{name} holds a NUL byte (0x00): the file is corrupt here");
+                out.bad_rows.push(bad(reason, &record, to));
                 continue;
             }
             let mut values: Vec<Value<'_>> = Vec::with_capacity(declared.len());
@@ -443,20 +540,60 @@ impl Chunks<'_> {
                 }
             }
             if !problems.is_empty() {
-                out.bad_rows.push(bad(problems.join("; "), &reader));
+                out.bad_rows.push(bad(problems.join("; "), &record, to));
                 continue;
             }
             for (b, v) in builders.iter_mut().zip(&values) {
                 b.append(v);
             }
             if builders.first().is_some_and(|b| b.len() >= BATCH_ROWS) {
-                out.batches.push(finish_batch(&mut builders, schema)?);
+                out.batches.push(finish_batch(builders, schema)?);
             }
         }
-        if builders.first().is_some_and(|b| b.len() > 0) {
-            out.batches.push(finish_batch(&mut builders, schema)?);
-        }
-        Ok(out)
+        Ok(None)
+    }
+}
+
+/// Where, in the raw text of the last record of a piece, a quote opens that is still open at
+/// its end — the same reading of quotes as the csv parser's: a quote opens a field only as its
+/// first character, a doubled quote inside is a literal quote, the escape character (if any)
+/// takes the next character literally.
+fn open_quote(raw: &[u8], opts: &CsvOptions) -> Option<usize> {
+    #[derive(Clone, Copy)]
+    enum S {
+        FieldStart,
+        Unquoted,
+        Quoted(usize),
+        QuoteInQuoted(usize),
+        Escaped(usize),
+    }
+    let mut state = S::FieldStart;
+    for (i, &b) in raw.iter().enumerate() {
+        state = match state {
+            S::FieldStart if b == opts.quote => S::Quoted(i),
+            S::FieldStart | S::Unquoted => {
+                if b == opts.delimiter || b == b'\n' || b == b'\r' {
+                    S::FieldStart
+                } else {
+                    S::Unquoted
+                }
+            }
+            S::Quoted(q) if opts.escape == Some(b) => S::Escaped(q),
+            S::Quoted(q) if b == opts.quote => S::QuoteInQuoted(q),
+            S::Quoted(q) | S::Escaped(q) => S::Quoted(q),
+            S::QuoteInQuoted(q) if b == opts.quote => S::Quoted(q),
+            S::QuoteInQuoted(_) => {
+                if b == opts.delimiter || b == b'\n' || b == b'\r' {
+                    S::FieldStart
+                } else {
+                    S::Unquoted
+                }
+            }
+        };
+    }
+    match state {
+        S::Quoted(q) | S::Escaped(q) => Some(q),
+        _ => None,
     }
 }
 
@@ -731,5 +868,116 @@ mod tests {
                 .collect()
         };
         assert_eq!(ids(&parallel), ids(&sequential));
+    }
+
+    #[test]
+    fn nul_byte_inside_a_field_is_accepted_silently() {
+        let declared = [
+            col("id", ColumnType::Int64, true),
+            col("name", ColumnType::String, false),
+        ];
+        let r = read(
+            b"id,name,extra\n1,ok,x\n2,a\0b,x\n3,c,\0\n",
+            &CsvOptions::default(),
+            &declared,
+        );
+        assert_eq!(r.records, 3);
+        assert_eq!(cells(&r), vec![vec!["1", "ok"]]);
+        let got: Vec<(u64, &str, &str)> = r
+            .bad_rows
+            .iter()
+            .map(|b| (b.line, b.raw.as_str(), b.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    3,
+                    "2,a\0b,x",
+                    "column `name` holds a NUL byte (0x00): the file is corrupt here"
+                ),
+                (
+                    4,
+                    "3,c,\0",
+                    "field 3 holds a NUL byte (0x00): the file is corrupt here"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn unterminated_quote_swallows_the_rest_of_the_file_as_one_record() {
+        let declared = [
+            col("id", ColumnType::Int64, true),
+            col("name", ColumnType::String, false),
+        ];
+        let mut text = String::from("id,name\n");
+        for i in 1..=20 {
+            match i {
+                5 => text.push_str("5,\"Anna, the open quote\n"),
+                _ => text.push_str(&format!("{i},n{i}\n")),
+            }
+        }
+        let r = read(text.as_bytes(), &CsvOptions::default(), &declared);
+        assert_eq!(r.records, 20, "every physical record counted");
+        assert_eq!(
+            r.bad_rows,
+            vec![BadRow {
+                file: "f.csv".into(),
+                line: 6,
+                raw: "5,\"Anna, the open quote".into(),
+                reason: "a quote opened at line 6 is never closed; the record is set aside up to that line and reading goes on at line 7".into(),
+            }]
+        );
+        let rows = cells(&r);
+        assert_eq!(rows.len(), 19);
+        assert_eq!(rows[4], vec!["6", "n6"]);
+        assert_eq!(rows[18], vec!["20", "n20"]);
+        // The quote may open on a later line of a record, and on the very last line.
+        let r = read(
+            b"id,name\n1,\"a\nb\",\"x\n2,ok\n",
+            &CsvOptions::default(),
+            &declared,
+        );
+        assert_eq!((r.records, r.bad_rows.len()), (2, 1));
+        assert_eq!(r.bad_rows[0].line, 2);
+        assert_eq!(r.bad_rows[0].raw, "1,\"a\nb\",\"x");
+        assert!(
+            r.bad_rows[0]
+                .reason
+                .starts_with("a quote opened at line 3 "),
+            "{:?}",
+            r.bad_rows
+        );
+        assert_eq!(cells(&r), vec![vec!["2", "ok"]]);
+        let r = read(b"id,name\n1,ok\n2,\"end", &CsvOptions::default(), &declared);
+        assert_eq!((r.records, r.bad_rows.len()), (2, 1));
+        assert_eq!(
+            (r.bad_rows[0].line, r.bad_rows[0].raw.as_str()),
+            (3, "2,\"end")
+        );
+        // A doubled quote or an escaped one does not close the field.
+        assert_eq!(open_quote(b"1,\"a\"\"b\"\n", &CsvOptions::default()), None);
+        assert_eq!(open_quote(b"1,\"a\"\"b\n", &CsvOptions::default()), Some(2));
+        assert_eq!(open_quote(b"1,a\"b\n", &CsvOptions::default()), None);
+        let escaped = CsvOptions {
+            escape: Some(b'\\'),
+            ..CsvOptions::default()
+        };
+        assert_eq!(open_quote(b"1,\"a\\\"\n", &escaped), Some(2));
+    }
+
+    #[test]
+    fn empty_file_without_header_is_a_runtime_error() {
+        let declared = [col("id", ColumnType::Int64, true)];
+        for bytes in [
+            b"".as_slice(),
+            b"\n\r\n".as_slice(),
+            b"\xef\xbb\xbf".as_slice(),
+        ] {
+            let r = read(bytes, &CsvOptions::default(), &declared);
+            assert_eq!(r.records, 0);
+            assert!(r.batches.is_empty() && r.bad_rows.is_empty());
+        }
     }
 }

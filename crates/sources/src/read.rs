@@ -584,6 +584,7 @@ async fn load_csv_file(
             schema: &job.declared_schema,
             chunk_bytes: job.chunk_bytes,
             workers: job.workers,
+            on_bad_row: job.source.on_bad_row,
         };
         out.bad.in_file = 0;
         let result = crate::stream::read_ahead(raw, |input| {
@@ -1160,6 +1161,88 @@ mod tests {
                 vec!["2".to_string(), String::new(), String::new()],
             ]
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_invalid_utf8_byte_refuses_the_whole_file_under_quarantine() {
+        let dir = temp_dir("invalid-utf8");
+        let mut text = b"id,email,phone,amount\n".to_vec();
+        for i in 1..=40 {
+            if i == 17 {
+                text.extend_from_slice(b"17,M\xfcller@x,1,1.5\n");
+            } else {
+                text.extend_from_slice(format!("{i},x{i}@x,1,{i}.5\n").as_bytes());
+            }
+        }
+        std::fs::write(dir.join("in/a.csv"), &text).expect("write");
+        let mut src = source(
+            &format!("{}/in/a.csv", dir.display()),
+            Format::Csv,
+            CsvOptions::default(),
+        );
+        let ctx = SessionContext::new();
+        let files = crate::location::list_files(&ctx, &src)
+            .await
+            .expect("files");
+        for chunk_bytes in [64, CHUNK_BYTES] {
+            let loaded = load_with(
+                &ctx,
+                &src,
+                &files,
+                Some(b"k"),
+                &dir.join("scratch"),
+                chunk_bytes,
+            )
+            .await
+            .expect("quarantine reads on");
+            assert_eq!(loaded.rows_per_file, vec![40]);
+            assert_eq!(loaded.rejected_per_file, vec![1]);
+            assert_eq!(loaded.rows_in_table, 39);
+            let bad = &loaded.bad_row_sample[0];
+            assert_eq!((bad.line, bad.raw.as_str()), (18, "17,<pii>,<pii>,1.5"));
+            assert!(
+                bad.reason
+                    .starts_with("column `email` holds byte 0xFC, which is not valid UTF-8"),
+                "{}",
+                bad.reason
+            );
+        }
+        src.on_bad_row = OnBadRow::Fail;
+        let err = load(&ctx, &src, &files, Some(b"k"), &dir.join("scratch"))
+            .await
+            .expect_err("fail refuses the file");
+        let message = err.to_string();
+        assert!(
+            matches!(err, SourceError::Decode { .. })
+                && message.contains("a.csv`: not valid UTF-8 at line 18"),
+            "{message}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn empty_file_is_a_runtime_error_not_zero_rows() {
+        let dir = temp_dir("empty");
+        std::fs::write(dir.join("in/a.csv"), "id,email,phone,amount\n1,a@x,1,2.5\n")
+            .expect("write");
+        std::fs::write(dir.join("in/b.csv"), "").expect("write");
+        let src = source(
+            &format!("{}/in/*.csv", dir.display()),
+            Format::Csv,
+            CsvOptions::default(),
+        );
+        let ctx = SessionContext::new();
+        let files = crate::location::list_files(&ctx, &src)
+            .await
+            .expect("files");
+        let loaded = load(&ctx, &src, &files, Some(b"k"), &dir.join("scratch"))
+            .await
+            .expect("an empty file is 0 rows");
+        assert_eq!(loaded.rows_per_file, vec![1, 0]);
+        assert_eq!(loaded.rejected_per_file, vec![0, 0]);
+        assert_eq!(loaded.rows_in_table, 1);
+        assert_eq!(loaded.sha256_per_file[1], sha(b""));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -20,7 +20,7 @@ use std::io::{self, Read};
 use datafusion::arrow::array::Array;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use segflow_spec::{ColumnSpec, CsvOptions, Pii, SchemaDrift, TextEncoding};
+use segflow_spec::{ColumnSpec, CsvOptions, OnBadRow, Pii, SchemaDrift, TextEncoding};
 use sha2::{Digest, Sha256};
 
 use crate::csv_file::{BadRow, Chunks, FileProblem, csv_reader};
@@ -328,6 +328,11 @@ pub(crate) struct TextDecoder {
     pending: Vec<u8>,
     /// Body bytes accepted as UTF-8 so far (for error positions).
     body: u64,
+    /// Replace bytes that are not UTF-8 by U+FFFD and note them in `replaced`, instead of
+    /// refusing the file (`on_bad_row: quarantine`: their records become bad rows).
+    lenient: bool,
+    /// Offsets in `out` (as it stood when fed) of replaced bytes, with the byte.
+    pub(crate) replaced: Vec<(usize, u8)>,
 }
 
 impl TextDecoder {
@@ -347,7 +352,15 @@ impl TextDecoder {
             name,
             pending: Vec::new(),
             body: 0,
+            lenient: false,
+            replaced: Vec::new(),
         }
+    }
+
+    /// A decoder that replaces invalid UTF-8 instead of failing (see `lenient`).
+    pub(crate) fn lenient(mut self, lenient: bool) -> Self {
+        self.lenient = lenient;
+        self
     }
 
     /// The encoding in effect (for `auto`: as decided so far; ASCII-only text is UTF-8).
@@ -453,28 +466,37 @@ impl TextDecoder {
 
     fn utf8(
         &mut self,
-        data: &[u8],
+        mut data: &[u8],
         last: bool,
         out: &mut String,
         decided_by_auto: bool,
     ) -> Result<(), InvalidUtf8> {
-        match std::str::from_utf8(data) {
-            Ok(s) => {
-                out.push_str(s);
-                self.body += s.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                let (valid, rest) = data.split_at(e.valid_up_to());
-                self.push_utf8(valid, out);
-                if e.error_len().is_none() && !last {
-                    self.pending = rest.to_vec();
+        loop {
+            match std::str::from_utf8(data) {
+                Ok(s) => {
+                    out.push_str(s);
+                    self.body += s.len() as u64;
                     return Ok(());
                 }
-                Err(InvalidUtf8 {
-                    byte: self.body,
-                    decided_by_auto,
-                })
+                Err(e) => {
+                    let (valid, rest) = data.split_at(e.valid_up_to());
+                    self.push_utf8(valid, out);
+                    if e.error_len().is_none() && !last {
+                        self.pending = rest.to_vec();
+                        return Ok(());
+                    }
+                    if !self.lenient {
+                        return Err(InvalidUtf8 {
+                            byte: self.body,
+                            decided_by_auto,
+                        });
+                    }
+                    let n = e.error_len().unwrap_or(rest.len()).max(1);
+                    self.replaced.push((out.len(), rest[0]));
+                    out.push('\u{fffd}');
+                    self.body += n as u64;
+                    data = &rest[n..];
+                }
             }
         }
     }
@@ -514,6 +536,11 @@ pub(crate) struct CsvJob<'a> {
     pub schema: &'a datafusion::arrow::datatypes::SchemaRef,
     pub chunk_bytes: usize,
     pub workers: usize,
+    /// The source's policy decides what a byte that is not valid in the declared encoding
+    /// is: under `quarantine` its record is a bad row (one stray Windows-1252 byte in a UTF-8
+    /// export should not cost the other rows); under `fail` the file is refused, as a file
+    /// in the wrong encoding (exit code 2), naming the line.
+    pub on_bad_row: OnBadRow,
 }
 
 type Transform<'a> = &'a (dyn Fn(RecordBatch) -> Result<RecordBatch, ArrowError> + Sync);
@@ -527,6 +554,8 @@ struct Reader<R: Read> {
     /// Line of the first byte of `text`.
     line: u64,
     eof: bool,
+    /// Offsets in `text` of bytes the decoder replaced, with the byte (ascending).
+    invalid: Vec<(usize, u8)>,
 }
 
 impl<R: Read> Reader<R> {
@@ -541,7 +570,9 @@ impl<R: Read> Reader<R> {
                 }
             };
             self.eof = n == 0;
-            if let Err(bad) = self.decoder.feed(&self.buf[..n], self.eof, &mut self.text) {
+            let fed = self.decoder.feed(&self.buf[..n], self.eof, &mut self.text);
+            self.invalid.append(&mut self.decoder.replaced);
+            if let Err(bad) = fed {
                 // Everything before the invalid byte is in `text`.
                 let line = self.line + count_newlines(self.text.as_bytes());
                 return Err(FileProblem::Decode(if bad.decided_by_auto {
@@ -597,13 +628,19 @@ impl<R: Read> Reader<R> {
         (last_start > 0).then_some(last_start)
     }
 
-    /// Takes `text[..end]` out as a chunk, with the line it starts on.
-    fn take(&mut self, end: usize) -> (String, u64) {
+    /// Takes `text[..end]` out as a chunk, with the line it starts on and its replaced bytes.
+    fn take(&mut self, end: usize) -> (String, u64, Vec<(usize, u8)>) {
         let rest = self.text.split_off(end);
         let chunk = std::mem::replace(&mut self.text, rest);
         let line = self.line;
         self.line += count_newlines(chunk.as_bytes());
-        (chunk, line)
+        let mut later = self
+            .invalid
+            .split_off(self.invalid.partition_point(|&(at, _)| at < end));
+        for (at, _) in &mut later {
+            *at -= end;
+        }
+        (chunk, line, std::mem::replace(&mut self.invalid, later))
     }
 }
 
@@ -619,13 +656,35 @@ pub(crate) fn read_csv_stream<R: Read>(
 ) -> Result<(StreamedFile, R), FileProblem> {
     let mut reader = Reader {
         input: Decompressed::new(raw, compression)?,
-        decoder: TextDecoder::new(job.opts.encoding),
+        decoder: TextDecoder::new(job.opts.encoding)
+            .lenient(job.on_bad_row == OnBadRow::Quarantine),
         buf: vec![0; READ_BYTES.min(job.chunk_bytes).max(1)],
         text: String::new(),
         line: 1,
         eof: false,
+        invalid: Vec::new(),
     };
-    let (header, body_start) = read_header(&mut reader, job)?;
+    let Some((header, body_start)) = read_header(&mut reader, job)? else {
+        // A file without even a header row is an export of nothing: 0 rows read. Refusing it
+        // would stop a run over an empty day's export that the manifest can simply record.
+        let encoding = reader.decoder.name();
+        return Ok((
+            StreamedFile {
+                records: 0,
+                encoding,
+                warnings: Vec::new(),
+            },
+            reader.input.into_inner(),
+        ));
+    };
+    if let Some(&(at, byte)) = reader.invalid.first()
+        && at < body_start
+    {
+        return Err(FileProblem::Decode(format!(
+            "the header row holds byte 0x{byte:02X}, which is not valid UTF-8, at line {}; declare `encoding: windows-1252`, `iso-8859-1` or `auto`",
+            1 + count_newlines(&reader.text.as_bytes()[..at])
+        )));
+    }
     let matched = match_columns(job.source_name, job.file, &header, job.declared, job.drift)
         .map_err(FileProblem::Header)?;
     reader.take(body_start);
@@ -666,14 +725,16 @@ pub(crate) fn read_csv_stream<R: Read>(
                 continue;
             };
             want = job.chunk_bytes;
-            let (text, line) = reader.take(end);
+            let (text, line, invalid) = reader.take(end);
             if in_flight.len() >= job.workers.max(1)
                 && let Some(handle) = in_flight.pop_front()
             {
                 deliver(handle)?;
             }
             let chunks = &chunks;
-            in_flight.push_back(scope.spawn(move || type_chunk(chunks, &text, line, transform)));
+            in_flight.push_back(
+                scope.spawn(move || type_chunk(chunks, &text, line, &invalid, transform)),
+            );
         }
         while let Some(handle) = in_flight.pop_front() {
             deliver(handle)?;
@@ -691,11 +752,12 @@ pub(crate) fn read_csv_stream<R: Read>(
     ))
 }
 
-/// The header record and where the body starts in `reader.text`.
+/// The header record and where the body starts in `reader.text`; `None` for a file without
+/// any record.
 fn read_header<R: Read>(
     reader: &mut Reader<R>,
     job: CsvJob<'_>,
-) -> Result<(Vec<String>, usize), FileProblem> {
+) -> Result<Option<(Vec<String>, usize)>, FileProblem> {
     let mut want = job.chunk_bytes.min(64 * 1024);
     loop {
         reader.fill(want)?;
@@ -706,13 +768,10 @@ fn read_header<R: Read>(
             .map_err(|e| FileProblem::Decode(format!("cannot parse the header row: {e}")))?;
         let end = csv.position().byte() as usize;
         if read && (end < reader.text.len() || reader.eof) {
-            return Ok((record.iter().map(str::to_string).collect(), end));
+            return Ok(Some((record.iter().map(str::to_string).collect(), end)));
         }
         if !read && reader.eof {
-            return Err(FileProblem::Header(crate::error::SourceError::EmptyFile {
-                source_name: job.source_name.to_string(),
-                file: job.file.to_string(),
-            }));
+            return Ok(None);
         }
         want = reader.text.len().max(want) * 2;
     }
@@ -723,9 +782,10 @@ fn type_chunk(
     chunks: &Chunks<'_>,
     text: &str,
     line: u64,
+    invalid: &[(usize, u8)],
     transform: Transform<'_>,
 ) -> Result<TypedChunk, FileProblem> {
-    let piece = chunks.read(text, line)?;
+    let piece = chunks.read(text, line, invalid)?;
     let mut null_counts = vec![0; chunks.declared.len()];
     for batch in &piece.batches {
         for (count, column) in null_counts.iter_mut().zip(batch.columns()) {
@@ -784,6 +844,7 @@ pub(crate) mod tests {
             schema: &schema,
             chunk_bytes,
             workers: 2,
+            on_bad_row: OnBadRow::Fail,
         };
         let (mut batches, mut bad_rows, mut chunk_records) = (Vec::new(), Vec::new(), 0);
         let mut null_counts = vec![0; declared.len()];
