@@ -259,19 +259,19 @@ async fn filter_column_vintage(
 ) -> Result<(String, Vec<String>, u64), RunError> {
     let col = segflow_models::quote_ident(column);
     let table = segflow_models::quote_ident(source);
-    let batches = crate::models::collect(
+    let batches = crate::steps::frames::collect(
         ctx,
         source,
         &format!("SELECT DISTINCT CAST({col} AS VARCHAR) AS v FROM {table} WHERE {col} IS NOT NULL ORDER BY v"),
     )
     .await?;
-    let available: Vec<String> = crate::models::string_column(source, &batches, "v")?
+    let available: Vec<String> = crate::steps::frames::string_column(source, &batches, "v")?
         .into_iter()
         .flatten()
         .collect();
     let chosen = pick_vintage(source, spec, &available, period)?;
-    let scratch = crate::models::scratch(source, "vintage");
-    let kept = crate::models::materialize_as(
+    let scratch = crate::steps::frames::scratch(source, "vintage");
+    let kept = crate::steps::frames::materialize_as(
         ctx,
         source,
         &scratch,

@@ -6,21 +6,18 @@
 //! Parquet into staging), commit (atomic per period). The manifest records all of it, for
 //! failed runs too.
 
-mod compile;
 mod contracts;
-mod enrich_step;
 mod error;
 mod extract;
-mod identity_step;
 mod key_functions;
 mod lifetimes;
 mod materialize;
-mod models;
 mod output;
 mod plan;
 mod report;
 mod run;
 mod session;
+mod steps;
 
 pub use error::{RunError, exit};
 pub use plan::{PlanFile, PlanNode, PlanOutput, PlanReport, StepExplanation, explain, plan};

@@ -9,9 +9,9 @@ use segflow_sinks::partition_dir;
 use segflow_spec::{Period, Pipeline};
 use serde::Serialize;
 
-use crate::compile::{compile_step, step_sql};
 use crate::error::RunError;
 use crate::session::session;
+use crate::steps::frames::read_only;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanReport {
@@ -180,8 +180,13 @@ pub async fn explain(
                 .map_err(register_err)?;
             continue;
         }
-        let sql = step_sql(&ctx, step, period).await?;
-        let df = compile_step(&ctx, step, period).await?;
+        let sql = crate::steps::runner(step)
+            .explain_sql(&ctx, name, period)
+            .await?;
+        let df = ctx
+            .sql_with_options(&sql, read_only())
+            .await
+            .map_err(register_err)?;
         if only.is_empty() || only.contains(name) {
             let batches = df
                 .clone()

@@ -11,9 +11,9 @@ use segflow_report::{Bar, Distribution, MatchRates, Report};
 use segflow_spec::{Period, Pipeline};
 
 use crate::error::RunError;
-use crate::models::{collect, f64_column, string_column};
 use crate::run::local_path;
 use crate::session::session;
+use crate::steps::frames::{collect, f64_column, string_column};
 
 fn report_err(message: impl Into<String>) -> RunError {
     RunError::StepInput {

@@ -10,16 +10,17 @@ use segflow_manifest::{
     EngineRecord, MANIFEST_VERSION, Manifest, ModelRecord, OutputRecord, PeriodInfo, PipelineInfo,
     RunStatus, StepRecord,
 };
-use segflow_spec::{Period, Pipeline, StepKind};
+use segflow_spec::{Period, Pipeline};
 use tracing::{info, warn};
 
-use crate::compile::{compile_step, model_parameters};
 use crate::error::RunError;
 use crate::extract::{extract, quarantine_batch};
 use crate::lifetimes::LastUse;
 use crate::materialize::{Scratch, materialize, release};
 use crate::output::{file_metadata, inputs_fingerprint, output_files, stage_batches, stage_output};
 use crate::session::session;
+use crate::steps::model::{commit_artifact, stage_artifact};
+use crate::steps::{FitContext, StepContext, runner, write_registry};
 
 /// What the caller knows about the invocation, for the manifest.
 #[derive(Debug, Clone)]
@@ -229,7 +230,7 @@ async fn execute_in(
     let mut registries = Vec::new();
     let mut fitted_models = Vec::new();
     let inputs_sha256 = inputs_fingerprint(manifest);
-    let fit_context = crate::models::FitContext {
+    let fit_context = FitContext {
         pipeline,
         period: request.period,
         pipeline_sha256: &request.pipeline_sha256,
@@ -241,77 +242,44 @@ async fn execute_in(
             continue;
         };
         let step_started = Instant::now();
-        let mut parameters = model_parameters(step);
-        let df = match &step.kind {
-            StepKind::Identity(spec) => {
-                let path = crate::identity_step::registry_path(pipeline, name)?;
-                let (df, resolved) =
-                    crate::identity_step::run_identity(ctx, name, spec, &path, pii_key.as_deref())
-                        .await?;
-                if let Some(serde_json::Value::Object(p)) = parameters.as_mut() {
-                    p.insert("merges".into(), serde_json::json!(resolved.merges));
-                    p.insert("persons".into(), serde_json::json!(resolved.persons));
-                    p.insert(
-                        "known_persons".into(),
-                        serde_json::json!(resolved.known_persons),
-                    );
-                    p.insert(
-                        "registry".into(),
-                        serde_json::json!(path.display().to_string()),
-                    );
-                }
-                registries.push((path, resolved));
-                df
-            }
-            StepKind::Enrich(spec) => {
-                let enriched = crate::enrich_step::run_enrich(ctx, name, spec).await?;
-                parameters = Some(enriched.parameters);
-                if let Some(check) = enriched.check {
-                    let failed = !check.passed && check.severity == "error";
-                    if !check.passed {
-                        warn!(step = %name, "{}", check.message);
-                    }
-                    let message = format!("step `{name}`: {}", check.message);
-                    manifest.checks.push(check);
-                    if failed {
-                        return Err(RunError::ChecksFailed {
-                            failures: vec![message],
-                        });
-                    }
-                }
-                enriched.df
-            }
-            StepKind::Profile(spec) => {
-                crate::models::query(
-                    ctx,
-                    name,
-                    &segflow_profiles::profile_sql(
-                        spec,
-                        request.period.start(),
-                        request.period.end(),
-                    ),
-                )
-                .await?
-            }
-            _ if crate::models::is_model(step) => {
-                let (df, outcome) = crate::models::run_model_step(ctx, step, &fit_context).await?;
-                parameters = Some(outcome.artifact.parameters.clone());
-                manifest.models.push(ModelRecord {
-                    step: name.clone(),
-                    model: outcome.artifact.model.clone(),
-                    name: outcome.artifact.name.clone(),
-                    mode: outcome.mode.into(),
-                    artifact_period: outcome.artifact.period.clone(),
-                    path: outcome.path.display().to_string(),
-                    sha256: outcome.sha256.clone(),
-                    committed: false,
-                });
-                info!(step = %name, mode = outcome.mode, artifact = %outcome.path.display(), "model");
-                fitted_models.push((manifest.models.len() - 1, outcome));
-                df
-            }
-            _ => compile_step(ctx, step, request.period).await?,
+        let cx = StepContext {
+            ctx,
+            pipeline,
+            step,
+            period: request.period,
+            pii_key: pii_key.as_deref(),
+            fit: &fit_context,
         };
+        let output = runner(step).run(&cx).await?;
+        if let Some(check) = output.check {
+            let failed = !check.passed && check.severity == "error";
+            if !check.passed {
+                warn!(step = %name, "{}", check.message);
+            }
+            let message = format!("step `{name}`: {}", check.message);
+            manifest.checks.push(check);
+            if failed {
+                return Err(RunError::ChecksFailed {
+                    failures: vec![message],
+                });
+            }
+        }
+        if let Some(outcome) = output.model {
+            manifest.models.push(ModelRecord {
+                step: name.clone(),
+                model: outcome.artifact.model.clone(),
+                name: outcome.artifact.name.clone(),
+                mode: outcome.mode.into(),
+                artifact_period: outcome.artifact.period.clone(),
+                path: outcome.path.display().to_string(),
+                sha256: outcome.sha256.clone(),
+                committed: false,
+            });
+            info!(step = %name, mode = outcome.mode, artifact = %outcome.path.display(), "model");
+            fitted_models.push((manifest.models.len() - 1, outcome));
+        }
+        registries.extend(output.registry);
+        let (df, parameters) = (output.df, output.parameters);
         let step_err = |e| RunError::Step {
             step: name.clone(),
             source: Box::new(e),
@@ -400,7 +368,7 @@ async fn execute_in(
     // Artifacts are written (under temporary names) before anything is committed.
     let mut staged_artifacts = Vec::new();
     for (index, outcome) in &fitted_models {
-        match crate::models::stage_artifact(outcome, run_id) {
+        match stage_artifact(outcome, run_id) {
             Ok(Some(tmp)) => staged_artifacts.push((*index, outcome, tmp)),
             Ok(None) => {}
             Err(e) => {
@@ -418,13 +386,13 @@ async fn execute_in(
     }
     // Model artifacts and identity registries only move forward with a committed run.
     for (index, outcome, tmp) in &staged_artifacts {
-        crate::models::commit_artifact(outcome, tmp)?;
+        commit_artifact(outcome, tmp)?;
         if let Some(record) = manifest.models.get_mut(*index) {
             record.committed = true;
         }
     }
     for (path, resolved) in &registries {
-        crate::identity_step::write_registry(path, resolved)?;
+        write_registry(path, resolved)?;
     }
     manifest
         .timings

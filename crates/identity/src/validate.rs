@@ -61,7 +61,6 @@ const PLACEHOLDER_EMAIL_DOMAINS: &[&str] = &[
     "example.com",
     "example.org",
     "example.net",
-    "example.se",
     "test.com",
     "test.se",
     "domain.com",

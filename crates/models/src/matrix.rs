@@ -42,7 +42,9 @@ pub fn matrix_values_sql(spec: &MatrixSpec, input: &str) -> String {
 pub fn matrix_splits_sql(spec: &MatrixSpec, values: &str) -> String {
     let agg = |split: Split, column: &str| match split {
         Split::Median => format!("median({column})"),
-        Split::Mean => format!("avg({column})"),
+        // Averaged as an exact decimal: a DOUBLE average depends on the order rows arrive
+        // in, so the threshold (and the artifact's bytes) would depend on the partitioning.
+        Split::Mean => format!("CAST(avg(CAST({column} AS DECIMAL(38,10))) AS DOUBLE)"),
         Split::Value(v) => double(v),
     };
     format!(

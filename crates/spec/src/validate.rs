@@ -123,22 +123,28 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
     let fits = doc.grain.is_some_and(|g| doc.models.fits(g));
     let mut fitted: BTreeMap<&str, &str> = BTreeMap::new();
     for (i, step) in doc.steps.iter().enumerate() {
-        let Some(artifact) = &step.artifact else {
-            continue;
-        };
-        if !fits {
+        let is_model = !matches!(
+            step.kind,
+            StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_) | StepKind::Profile(_)
+        );
+        if !fits || !is_model {
             continue;
         }
-        if let Some(first) = fitted.insert(&artifact.name, &step.name.value) {
+        // A model without `artifact:` is stored under its step's name.
+        let name = step
+            .artifact
+            .as_ref()
+            .map_or(step.name.value.as_str(), |a| a.name.as_str());
+        if let Some(first) = fitted.insert(name, &step.name.value) {
             ctx.push(
                 Diagnostic::new(step.name.loc, format!("steps[{i}].artifact"), format!(
                     "steps `{first}` and `{}` both fit the model `{}`; the second would overwrite the first's artifact",
-                    step.name.value, artifact.name
+                    step.name.value, name
                 ))
                 .with_hint("give one of them another `artifact: { name: … }`"),
             );
         }
-        if artifact.period.is_some() {
+        if step.artifact.as_ref().is_some_and(|a| a.period.is_some()) {
             ctx.push(
                 Diagnostic::new(step.name.loc, format!("steps[{i}].artifact.period"), "`artifact.period` picks a stored model to apply, but this pipeline fits its models")
                     .with_hint("remove it, or set `models: { mode: apply }`"),

@@ -7,10 +7,10 @@ use segflow_models::lookalike::{
     AttributeCentroid, AttributeIndex, LookalikeModel, ValueIndex, centroid_sql, index_of,
     score_sql, totals_sql, value_counts_sql,
 };
-use segflow_spec::{LookalikeMethod, LookalikeSpec};
+use segflow_spec::{LookalikeMethod, LookalikeSpec, Period};
 
+use super::frames::require_columns;
 use super::{Fitted, collect, f64_column, fit_err, query, single_row, string_column};
-use crate::compile::require_columns;
 use crate::error::RunError;
 
 async fn check_inputs(
@@ -123,4 +123,50 @@ pub(super) async fn apply(
     cols.extend(spec.attributes.iter().map(String::as_str));
     require_columns(ctx, step, &spec.prospects.value, &cols).await?;
     query(ctx, step, &score_sql(spec, model)).await
+}
+
+/// `model: lookalike`.
+pub(crate) struct Lookalike<'a>(pub &'a LookalikeSpec);
+
+#[async_trait::async_trait]
+impl super::model::Model for Lookalike<'_> {
+    type Params = LookalikeModel;
+
+    async fn fit(&self, cx: &super::model::ModelContext<'_>) -> Result<Fitted, RunError> {
+        fit(cx.ctx, cx.step, self.0).await
+    }
+
+    async fn apply(
+        &self,
+        cx: &super::model::ModelContext<'_>,
+        params: &LookalikeModel,
+    ) -> Result<DataFrame, RunError> {
+        apply(cx.ctx, cx.step, self.0, params).await
+    }
+
+    async fn explain_sql(
+        &self,
+        _ctx: &SessionContext,
+        _step: &str,
+        _period: Period,
+    ) -> Result<String, RunError> {
+        let spec = self.0;
+        let model = LookalikeModel {
+            method: "index".into(),
+            best_segments: spec.best.clone(),
+            customers: 0,
+            best_customers: 0,
+            min_customers: spec.min_customers,
+            indexes: spec
+                .attributes
+                .iter()
+                .map(|a| AttributeIndex {
+                    attribute: a.clone(),
+                    values: Vec::new(),
+                })
+                .collect(),
+            centroid: Vec::new(),
+        };
+        Ok(score_sql(spec, &model))
+    }
 }

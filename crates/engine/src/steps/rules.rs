@@ -4,7 +4,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
 use segflow_models::rfm::StoredRule;
 use segflow_models::rules::{RulesModel, rules_sql};
-use segflow_spec::RulesSpec;
+use segflow_spec::{Period, RulesSpec};
 
 use super::{Fitted, query};
 use crate::error::RunError;
@@ -33,4 +33,38 @@ pub(super) async fn apply(
     model: &RulesModel,
 ) -> Result<DataFrame, RunError> {
     query(ctx, step, &rules_sql(model, &spec.input.value)).await
+}
+
+/// `model: rules`.
+pub(crate) struct Rules<'a>(pub &'a RulesSpec);
+
+#[async_trait::async_trait]
+impl super::model::Model for Rules<'_> {
+    type Params = RulesModel;
+
+    async fn fit(&self, cx: &super::model::ModelContext<'_>) -> Result<Fitted, RunError> {
+        fit(cx.ctx, cx.step, self.0).await
+    }
+
+    async fn apply(
+        &self,
+        cx: &super::model::ModelContext<'_>,
+        params: &RulesModel,
+    ) -> Result<DataFrame, RunError> {
+        apply(cx.ctx, cx.step, self.0, params).await
+    }
+
+    async fn explain_sql(
+        &self,
+        _ctx: &SessionContext,
+        _step: &str,
+        _period: Period,
+    ) -> Result<String, RunError> {
+        Ok(rules_sql(
+            &RulesModel {
+                segments: StoredRule::from_spec(&self.0.segments),
+            },
+            &self.0.input.value,
+        ))
+    }
 }

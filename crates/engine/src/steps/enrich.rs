@@ -2,26 +2,28 @@
 //! level of every row and match rates per level (in the manifest, and checked against
 //! `min_match_rate`).
 
+use async_trait::async_trait;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
 use segflow_enrich::join::{duplicate_keys_sql, enrich_sql, key_quality_sql, reference_sql};
 use segflow_manifest::CheckRecord;
-use segflow_spec::{EnrichSpec, Severity};
+use segflow_spec::{EnrichSpec, Period, Severity};
 
-use crate::compile::require_columns;
-use crate::error::RunError;
-use crate::models::{
-    collect, f64_column, materialize_as, query, scratch, single_row, string_column,
+use super::frames::{
+    collect, df_err, f64_column, materialize_as, query, require_columns, scratch, single_row,
+    string_column,
 };
+use super::{StepContext, StepOutput, StepRunner};
+use crate::error::RunError;
 
 /// The enriched rows, the step's parameters for the manifest, and the match-rate check.
-pub(crate) struct Enriched {
+struct Enriched {
     pub df: DataFrame,
     pub parameters: serde_json::Value,
     pub check: Option<CheckRecord>,
 }
 
-pub(crate) async fn run_enrich(
+async fn run_enrich(
     ctx: &SessionContext,
     step: &str,
     spec: &EnrichSpec,
@@ -31,7 +33,7 @@ pub(crate) async fn run_enrich(
     let input_columns: Vec<String> = ctx
         .table(spec.input.value.as_str())
         .await
-        .map_err(crate::models::df_err(step))?
+        .map_err(df_err(step))?
         .schema()
         .fields()
         .iter()
@@ -96,7 +98,7 @@ pub(crate) async fn run_enrich(
     .await?
     .count()
     .await
-    .map_err(crate::models::df_err(step))? as u64;
+    .map_err(df_err(step))? as u64;
     if rows != input_rows {
         return Err(RunError::Accounting {
             source_name: step.to_string(),
@@ -180,4 +182,38 @@ pub(crate) async fn run_enrich(
         parameters,
         check,
     })
+}
+
+pub(crate) struct Enrich<'a>(pub &'a EnrichSpec);
+
+#[async_trait]
+impl StepRunner for Enrich<'_> {
+    async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput, RunError> {
+        let enriched = run_enrich(cx.ctx, cx.name(), self.0).await?;
+        Ok(StepOutput {
+            parameters: Some(enriched.parameters),
+            check: enriched.check,
+            ..StepOutput::rows(enriched.df)
+        })
+    }
+
+    async fn explain_sql(
+        &self,
+        _ctx: &SessionContext,
+        _step: &str,
+        _period: Period,
+    ) -> Result<String, RunError> {
+        let spec = self.0;
+        let refs: Vec<String> = (0..spec.keys.len())
+            .map(|i| format!("__explain_reference_{i}"))
+            .collect();
+        let ctes: Vec<String> = refs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("{r} AS ({})", reference_sql(spec, i)))
+            .collect();
+        let body = enrich_sql(spec, &refs);
+        let body = body.strip_prefix("WITH ").unwrap_or(&body).to_string();
+        Ok(format!("WITH {}, {body}", ctes.join(", ")))
+    }
 }

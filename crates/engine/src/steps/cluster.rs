@@ -10,11 +10,11 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
 use segflow_models::cluster::{self, Features, Model, Options};
 use segflow_models::quote_ident;
-use segflow_spec::ClusterSpec;
+use segflow_spec::{ClusterSpec, Period};
 use serde::{Deserialize, Serialize};
 
+use super::frames::require_columns;
 use super::{Fitted, collect, df_err, fit_err, frame, string_column};
-use crate::compile::require_columns;
 use crate::error::RunError;
 
 /// The levels of one categorical feature; a row's code is its level's position.
@@ -302,4 +302,50 @@ pub(super) async fn apply(
     }
     let rows = read_rows(ctx, step, spec).await?;
     output(ctx, step, spec, &rows, stored)
+}
+
+/// `model: cluster`.
+pub(crate) struct Cluster<'a>(pub &'a ClusterSpec);
+
+#[async_trait::async_trait]
+impl super::model::Model for Cluster<'_> {
+    type Params = ClusterModel;
+
+    async fn fit(&self, cx: &super::model::ModelContext<'_>) -> Result<Fitted, RunError> {
+        fit(cx.ctx, cx.step, self.0, cx.previous()?).await
+    }
+
+    async fn apply(
+        &self,
+        cx: &super::model::ModelContext<'_>,
+        params: &ClusterModel,
+    ) -> Result<DataFrame, RunError> {
+        apply(cx.ctx, cx.step, self.0, params).await
+    }
+
+    async fn explain_sql(
+        &self,
+        _ctx: &SessionContext,
+        _step: &str,
+        _period: Period,
+    ) -> Result<String, RunError> {
+        // Scored in Rust: explained by what it reads and the shape it produces.
+        let spec = self.0;
+        let mut cols = vec![quote_ident(&spec.key)];
+        cols.extend(
+            spec.numeric
+                .iter()
+                .map(|c| format!("CAST({0} AS DOUBLE) AS {0}", quote_ident(c))),
+        );
+        cols.extend(
+            spec.categorical
+                .iter()
+                .map(|c| format!("CAST({0} AS VARCHAR) AS {0}", quote_ident(c))),
+        );
+        Ok(format!(
+            "SELECT {}, CAST(NULL AS INT UNSIGNED) AS cluster FROM {}",
+            cols.join(", "),
+            quote_ident(&spec.input.value)
+        ))
+    }
 }

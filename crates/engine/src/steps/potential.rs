@@ -8,10 +8,10 @@ use segflow_models::potential::{
     CategoricalTerm, LevelCoefficient, NumericTerm, PotentialModel, apply_sql, least_squares,
     r_squared, training_sql,
 };
-use segflow_spec::PotentialSpec;
+use segflow_spec::{Period, PotentialSpec};
 
+use super::frames::require_columns;
 use super::{Fitted, collect, f64_column, fit_err, query, string_column};
-use crate::compile::require_columns;
 use crate::error::RunError;
 
 async fn check_inputs(
@@ -135,4 +135,57 @@ pub(super) async fn apply(
 ) -> Result<DataFrame, RunError> {
     check_inputs(ctx, step, spec).await?;
     query(ctx, step, &apply_sql(spec, model)).await
+}
+
+/// `model: potential`.
+pub(crate) struct Potential<'a>(pub &'a PotentialSpec);
+
+#[async_trait::async_trait]
+impl super::model::Model for Potential<'_> {
+    type Params = PotentialModel;
+
+    async fn fit(&self, cx: &super::model::ModelContext<'_>) -> Result<Fitted, RunError> {
+        fit(cx.ctx, cx.step, self.0).await
+    }
+
+    async fn apply(
+        &self,
+        cx: &super::model::ModelContext<'_>,
+        params: &PotentialModel,
+    ) -> Result<DataFrame, RunError> {
+        apply(cx.ctx, cx.step, self.0, params).await
+    }
+
+    async fn explain_sql(
+        &self,
+        _ctx: &SessionContext,
+        _step: &str,
+        _period: Period,
+    ) -> Result<String, RunError> {
+        let spec = self.0;
+        let model = PotentialModel {
+            target: spec.target.clone(),
+            intercept: 0.0,
+            numeric: spec
+                .numeric
+                .iter()
+                .map(|c| NumericTerm {
+                    column: c.clone(),
+                    coefficient: 0.0,
+                })
+                .collect(),
+            categorical: spec
+                .categorical
+                .iter()
+                .map(|c| CategoricalTerm {
+                    column: c.clone(),
+                    baseline: String::new(),
+                    levels: Vec::new(),
+                })
+                .collect(),
+            r_squared: 0.0,
+            observations: 0,
+        };
+        Ok(apply_sql(spec, &model))
+    }
 }

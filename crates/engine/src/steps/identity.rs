@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::array_value_to_string;
@@ -14,14 +15,15 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use segflow_identity::{Options, Record, Resolved, resolve};
 use segflow_models::quote_ident;
-use segflow_spec::{IdentitySpec, Pipeline};
+use segflow_spec::{IdentitySpec, Period, Pipeline};
 
-use crate::compile::require_columns;
+use super::frames::require_columns;
+use super::{StepContext, StepOutput, StepRunner};
 use crate::error::RunError;
 use crate::run::local_path;
 
 /// `<output_dir>/identity/<step>/registry.parquet`.
-pub(crate) fn registry_path(pipeline: &Pipeline, step: &str) -> Result<PathBuf, RunError> {
+fn registry_path(pipeline: &Pipeline, step: &str) -> Result<PathBuf, RunError> {
     Ok(local_path("output_dir", &pipeline.output_dir)?
         .join("identity")
         .join(step)
@@ -100,7 +102,7 @@ pub(crate) fn write_registry(path: &Path, resolved: &Resolved) -> Result<(), Run
 
 /// Links the records of all inputs; the returned table has one row per input record:
 /// `source`, `key`, `person_id`, `matched_by`, sorted by source and key.
-pub(crate) async fn run_identity(
+async fn run_identity(
     ctx: &SessionContext,
     step: &str,
     spec: &IdentitySpec,
@@ -193,4 +195,46 @@ pub(crate) async fn run_identity(
     .map_err(|e| step_err(e.into()))?;
     let df = ctx.read_batch(batch).map_err(step_err)?;
     Ok((df, resolved))
+}
+
+pub(crate) struct Identity<'a>(pub &'a IdentitySpec);
+
+#[async_trait]
+impl StepRunner for Identity<'_> {
+    async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput, RunError> {
+        let spec = self.0;
+        let path = registry_path(cx.pipeline, cx.name())?;
+        let (df, resolved) = run_identity(cx.ctx, cx.name(), spec, &path, cx.pii_key).await?;
+        let parameters = serde_json::json!({
+            "inputs": spec.inputs.iter().map(|x| x.from.value.clone()).collect::<Vec<_>>(),
+            "rules": segflow_identity::RULES,
+            "plus_addressing": if spec.strip_plus_addressing { "strip" } else { "keep" },
+            "default_country_code": spec.default_country_code,
+            "merges": resolved.merges,
+            "persons": resolved.persons,
+            "known_persons": resolved.known_persons,
+            "max_records_per_identifier": segflow_identity::DEFAULT_MAX_RECORDS_PER_IDENTIFIER,
+            "rejected": resolved.rejected,
+            "over_shared": resolved.over_shared,
+            "registry": path.display().to_string(),
+        });
+        Ok(StepOutput {
+            parameters: Some(parameters),
+            registry: Some((path, resolved)),
+            ..StepOutput::rows(df)
+        })
+    }
+
+    async fn explain_sql(
+        &self,
+        _ctx: &SessionContext,
+        step: &str,
+        _period: Period,
+    ) -> Result<String, RunError> {
+        Err(RunError::StepInput {
+            step: step.to_string(),
+            message: "identity steps link records in Rust (segflow-identity) and have no SQL plan"
+                .into(),
+        })
+    }
 }

@@ -5,10 +5,10 @@ use datafusion::execution::context::SessionContext;
 use segflow_models::pareto::{
     ParetoModel, TierThreshold, pareto_apply_sql, pareto_sql, pareto_thresholds_sql,
 };
-use segflow_spec::ParetoSpec;
+use segflow_spec::{ParetoSpec, Period};
 
+use super::frames::require_columns;
 use super::{Fitted, collect, f64_column, materialize_as, query, scratch, string_column};
-use crate::compile::require_columns;
 use crate::error::RunError;
 
 async fn check_input(ctx: &SessionContext, step: &str, spec: &ParetoSpec) -> Result<(), RunError> {
@@ -80,4 +80,33 @@ pub(super) async fn apply(
 ) -> Result<DataFrame, RunError> {
     check_input(ctx, step, spec).await?;
     query(ctx, step, &pareto_apply_sql(spec, model, &spec.input.value)).await
+}
+
+/// `model: pareto`.
+pub(crate) struct Pareto<'a>(pub &'a ParetoSpec);
+
+#[async_trait::async_trait]
+impl super::model::Model for Pareto<'_> {
+    type Params = ParetoModel;
+
+    async fn fit(&self, cx: &super::model::ModelContext<'_>) -> Result<Fitted, RunError> {
+        fit(cx.ctx, cx.step, self.0).await
+    }
+
+    async fn apply(
+        &self,
+        cx: &super::model::ModelContext<'_>,
+        params: &ParetoModel,
+    ) -> Result<DataFrame, RunError> {
+        apply(cx.ctx, cx.step, self.0, params).await
+    }
+
+    async fn explain_sql(
+        &self,
+        _ctx: &SessionContext,
+        _step: &str,
+        _period: Period,
+    ) -> Result<String, RunError> {
+        Ok(pareto_sql(self.0, &self.0.input.value))
+    }
 }

@@ -5,10 +5,10 @@ use datafusion::execution::context::SessionContext;
 use segflow_models::matrix::{
     AxisModel, MatrixModel, matrix_apply_sql, matrix_splits_sql, matrix_values_sql, split_name,
 };
-use segflow_spec::MatrixSpec;
+use segflow_spec::{MatrixSpec, Period};
 
+use super::frames::{require_columns, with_cte};
 use super::{Fitted, fit_err, materialize_as, query, scratch, single_row};
-use crate::compile::require_columns;
 use crate::error::RunError;
 
 async fn values(
@@ -75,4 +75,49 @@ pub(super) async fn apply(
     frozen.y.expr.clone_from(&model.y.expr);
     let (table, _) = values(ctx, step, &frozen).await?;
     query(ctx, step, &matrix_apply_sql(&frozen, model, &table)).await
+}
+
+/// `model: matrix`.
+pub(crate) struct Matrix<'a>(pub &'a MatrixSpec);
+
+#[async_trait::async_trait]
+impl super::model::Model for Matrix<'_> {
+    type Params = MatrixModel;
+
+    async fn fit(&self, cx: &super::model::ModelContext<'_>) -> Result<Fitted, RunError> {
+        fit(cx.ctx, cx.step, self.0).await
+    }
+
+    async fn apply(
+        &self,
+        cx: &super::model::ModelContext<'_>,
+        params: &MatrixModel,
+    ) -> Result<DataFrame, RunError> {
+        apply(cx.ctx, cx.step, self.0, params).await
+    }
+
+    async fn explain_sql(
+        &self,
+        _ctx: &SessionContext,
+        _step: &str,
+        _period: Period,
+    ) -> Result<String, RunError> {
+        let spec = self.0;
+        let axis = |a: &segflow_spec::Axis| AxisModel {
+            name: a.name.clone(),
+            expr: a.expr.clone(),
+            split: split_name(a.split).into(),
+            threshold: 0.0,
+        };
+        let model = MatrixModel {
+            x: axis(&spec.x),
+            y: axis(&spec.y),
+            cells: spec.cells.clone(),
+        };
+        Ok(with_cte(
+            "matrix_values",
+            matrix_values_sql(spec, &spec.input.value),
+            matrix_apply_sql(spec, &model, "matrix_values"),
+        ))
+    }
 }

@@ -8,8 +8,8 @@ use segflow_models::rfm::{
 };
 use segflow_spec::{Period, RfmSpec, ScoreMethod};
 
+use super::frames::{require_columns, with_cte};
 use super::{Fitted, fit_err, materialize_as, query, scratch, single_row};
-use crate::compile::require_columns;
 use crate::error::RunError;
 
 async fn measure(
@@ -137,4 +137,56 @@ pub(super) async fn apply(
         &rfm_score_sql(&frozen, &measured, &Scoring::Cuts(&model.cut_points)),
     )
     .await
+}
+
+/// `model: rfm`.
+pub(crate) struct Rfm<'a>(pub &'a RfmSpec);
+
+#[async_trait::async_trait]
+impl super::model::Model for Rfm<'_> {
+    type Params = RfmModel;
+
+    async fn fit(&self, cx: &super::model::ModelContext<'_>) -> Result<Fitted, RunError> {
+        fit(cx.ctx, cx.step, self.0, cx.period).await
+    }
+
+    async fn apply(
+        &self,
+        cx: &super::model::ModelContext<'_>,
+        params: &RfmModel,
+    ) -> Result<DataFrame, RunError> {
+        apply(cx.ctx, cx.step, self.0, cx.period, params).await
+    }
+
+    async fn explain_sql(
+        &self,
+        ctx: &SessionContext,
+        step: &str,
+        period: Period,
+    ) -> Result<String, RunError> {
+        let spec = self.0;
+        let mut cols = vec![
+            spec.customer.as_str(),
+            spec.date.as_str(),
+            spec.amount.as_str(),
+        ];
+        cols.extend(spec.order_id.as_deref());
+        require_columns(ctx, step, &spec.input.value, &cols).await?;
+        let zeros = vec![0.0; spec.bins.saturating_sub(1) as usize];
+        let cuts = RfmCutPoints {
+            recency_days: zeros.clone(),
+            frequency: zeros.clone(),
+            monetary: zeros,
+        };
+        let measure = rfm_measure_sql(
+            spec,
+            &spec.input.value,
+            spec.reference_date.unwrap_or(period.end()),
+        );
+        Ok(with_cte(
+            "measured",
+            measure,
+            rfm_score_sql(spec, "measured", &Scoring::Cuts(&cuts)),
+        ))
+    }
 }

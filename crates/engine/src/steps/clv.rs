@@ -16,8 +16,8 @@ use segflow_models::quote_ident;
 use segflow_spec::{ClvSpec, Period};
 use serde::{Deserialize, Serialize};
 
+use super::frames::require_columns;
 use super::{Fitted, collect, df_err, f64_column, fit_err, frame, materialize_as, scratch};
-use crate::compile::require_columns;
 use crate::error::RunError;
 
 /// Average days per month, for monthly discounting steps.
@@ -357,4 +357,40 @@ async fn predict(
     let batch =
         RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| df_err(step)(e.into()))?;
     frame(ctx, step, batch)
+}
+
+/// `model: clv`.
+pub(crate) struct Clv<'a>(pub &'a ClvSpec);
+
+#[async_trait::async_trait]
+impl super::model::Model for Clv<'_> {
+    type Params = ClvModel;
+
+    async fn fit(&self, cx: &super::model::ModelContext<'_>) -> Result<Fitted, RunError> {
+        fit(cx.ctx, cx.step, self.0, cx.period).await
+    }
+
+    async fn apply(
+        &self,
+        cx: &super::model::ModelContext<'_>,
+        params: &ClvModel,
+    ) -> Result<DataFrame, RunError> {
+        apply(cx.ctx, cx.step, self.0, cx.period, params).await
+    }
+
+    async fn explain_sql(
+        &self,
+        _ctx: &SessionContext,
+        _step: &str,
+        _period: Period,
+    ) -> Result<String, RunError> {
+        // Fitted and scored in Rust: explained by what it reads and the shape it produces.
+        let spec = self.0;
+        let d = "CAST(NULL AS DOUBLE)";
+        Ok(format!(
+            "SELECT {c}, {d} AS frequency, {d} AS recency, {d} AS t, {d} AS mean_spend, {d} AS historical_value, {d} AS p_alive, {d} AS expected_purchases, {d} AS expected_spend, {d} AS clv, CAST(NULL AS BOOLEAN) AS churn_risk FROM {input} GROUP BY {c}",
+            c = quote_ident(&spec.customer),
+            input = quote_ident(&spec.input.value)
+        ))
+    }
 }
