@@ -105,3 +105,26 @@ fn same_people_spelled_differently_get_one_stable_person_id() {
         .expect("step");
     assert_eq!(step.parameters.expect("parameters")["known_persons"], 2);
 }
+
+/// Regression (issue 11, "registry errors"): a registry that exists but cannot be opened was
+/// read as "no registry", so every person would be re-keyed and the registry overwritten. Here
+/// `out/identity` is a file, so opening the registry below it fails with "not a directory":
+/// the run must stop at the identity step, naming the registry.
+#[test]
+fn a_registry_that_cannot_be_opened_is_an_error_not_an_empty_registry() {
+    let s = Scratch::new();
+    s.write(
+        "crm_2024.csv",
+        "customer_id,email,phone,personnummer,name,street,postal_code\nK1,a@x.se,,,,,\n",
+    );
+    s.write("web_2024.csv", "user_id,mail,mobile\nW1,a@x.se,\n");
+    s.write("out/identity", "not a directory");
+    let p = s.write("p.yaml", PIPELINE);
+    let r = run_pipeline(&p, "2024", s.dir.path());
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("cannot read the identity registry"),
+        "{}",
+        r.stderr
+    );
+}

@@ -24,6 +24,14 @@ pub enum RunError {
     #[error("step `{step}`: {message}")]
     StepInput { step: String, message: String },
 
+    /// The identity registry exists but cannot be read: going on would re-key every person.
+    #[error("step `{step}`: cannot read the identity registry `{path}`: {message}")]
+    Registry {
+        step: String,
+        path: String,
+        message: String,
+    },
+
     #[error("step `{step}`: {source}")]
     Step {
         step: String,

@@ -459,7 +459,7 @@ impl Chunks<'_> {
                 file: file.to_string(),
                 line: lines.line_at(text, from),
                 raw: if self.redact.iter().any(|r| *r) {
-                    redacted(record, self.redact, opts.delimiter)
+                    protected_raw(record, self.redact, self.header_len, opts.delimiter)
                 } else {
                     text.get(from..to)
                         .unwrap_or_default()
@@ -597,6 +597,24 @@ fn open_quote(raw: &[u8], opts: &CsvOptions) -> Option<usize> {
     }
 }
 
+/// The raw text of a bad row of a source with personal columns. Field positions say which
+/// fields are personal only when the record has the header's shape and no field spans lines:
+/// a row with a missing or extra field, or an open quote that swallowed the following lines,
+/// can carry a phone number in any field. Then every field is withheld, and only the row's
+/// shape (how many fields) remains to diagnose it.
+fn protected_raw(
+    record: &csv::StringRecord,
+    redact: &[bool],
+    header_len: usize,
+    delimiter: u8,
+) -> String {
+    let trusted = record.len() == header_len && !record.iter().any(|f| f.contains(['\n', '\r']));
+    if trusted {
+        return redacted(record, redact, delimiter);
+    }
+    vec!["<withheld>"; record.len()].join(&char::from(delimiter).to_string())
+}
+
 /// The record with its personal-data fields replaced by `<pii>`.
 fn redacted(record: &csv::StringRecord, redact: &[bool], delimiter: u8) -> String {
     let fields: Vec<&str> = record
@@ -701,6 +719,31 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    /// Regression (issue 11, "PII leaks through bad rows"): masking went by field position,
+    /// but a row with an extra field has its phone number where no personal column is
+    /// declared, and it was shown in clear in the quarantine text.
+    #[test]
+    fn a_shifted_row_shows_no_personal_data_in_its_raw_text() {
+        let mut phone = col("phone", ColumnType::String, false);
+        phone.pii = Some(Pii::Hash);
+        let declared = [
+            col("id", ColumnType::String, false),
+            phone,
+            col("amount", ColumnType::Float64, false),
+        ];
+        let bytes = b"id,phone,amount\nC1,+46701112233,1.5\nC11,oops,+46702223344,2.5\nC12,+46703334455,x\n";
+        let r = read(bytes, &CsvOptions::default(), &declared);
+        let raws: Vec<&str> = r.bad_rows.iter().map(|b| b.raw.as_str()).collect();
+        // The shifted row: every field withheld. The row of the right shape: only the phone.
+        assert_eq!(
+            raws,
+            ["<withheld>,<withheld>,<withheld>,<withheld>", "C12,<pii>,x"]
+        );
+        for bad in &r.bad_rows {
+            assert!(!bad.reason.contains("4670"), "{}", bad.reason);
+        }
     }
 
     #[test]

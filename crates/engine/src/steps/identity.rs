@@ -42,17 +42,19 @@ fn text(array: &ArrayRef, row: usize) -> Result<Option<String>, RunError> {
         })
 }
 
-fn read_registry(path: &Path) -> Result<HashMap<String, String>, RunError> {
+fn read_registry(step: &str, path: &Path) -> Result<HashMap<String, String>, RunError> {
     let mut out = HashMap::new();
-    let Ok(file) = std::fs::File::open(path) else {
-        return Ok(out);
+    let err = |message: String| RunError::Registry {
+        step: step.to_string(),
+        path: path.display().to_string(),
+        message,
     };
-    let err = |e: String| RunError::StepInput {
-        step: "identity".into(),
-        message: format!(
-            "cannot read the identity registry `{}`: {e}",
-            path.display()
-        ),
+    // Only a registry that does not exist yet is empty: any other failure to open it (a
+    // permission, a directory in its place) would re-key every person and overwrite it.
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(err(e.to_string())),
     };
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
@@ -170,7 +172,7 @@ async fn run_identity(
         default_country_code: spec.default_country_code.clone(),
         hash_key: hash_key.map(<[u8]>::to_vec),
     };
-    let resolved = resolve(&records, &options, &read_registry(registry)?);
+    let resolved = resolve(&records, &options, &read_registry(step, registry)?);
     let schema = Arc::new(Schema::new(vec![
         Field::new("source", DataType::Utf8, false),
         Field::new("key", DataType::Utf8, false),
