@@ -15,12 +15,14 @@ Timed: the two fits and the predictions (the summary's reading is not; the DuckD
 computed it is timed on its own). `--impl lifetimes` uses the `lifetimes` package (0.11.3);
 `--impl scipy` fits the same likelihoods (lifetimes' formulas) with scipy.optimize.minimize
 (Nelder-Mead on log parameters) and predicts with scipy.special.hyp2f1; `auto` (the default)
-takes lifetimes when it imports. Prints one JSON line: implementation, seconds, parameters.
+takes lifetimes when it imports, and scipy when lifetimes' fit does not converge (its
+Gamma-Gamma fit fails on the 1M generated customers). Prints one JSON line: implementation, seconds, parameters.
 
     python clv_reference.py --summary FILE.parquet [--out FILE.parquet] [--impl auto|lifetimes|scipy]
 """
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -124,7 +126,16 @@ def main():
             impl = "scipy"
     table = pq.read_table(args.summary)
     f, r, t, m = (table.column(c).to_numpy().astype(float) for c in ("frequency", "recency", "T", "monetary_value"))
-    seconds, bgnbd, gamma_gamma, predicted = (with_lifetimes if impl == "lifetimes" else with_scipy)(f, r, t, m, args)
+    auto = args.impl == "auto"
+    try:
+        seconds, bgnbd, gamma_gamma, predicted = (with_lifetimes if impl == "lifetimes" else with_scipy)(
+            f, r, t, m, args)
+    except Exception as e:  # lifetimes' ConvergenceError: its Gamma-Gamma fit fails on 1M generated customers
+        if not (auto and impl == "lifetimes" and type(e).__name__ == "ConvergenceError"):
+            raise
+        print(f"lifetimes did not converge ({type(e).__name__}); fitting with scipy instead", file=sys.stderr)
+        impl = "scipy"
+        seconds, bgnbd, gamma_gamma, predicted = with_scipy(f, r, t, m, args)
     if args.out:
         pq.write_table(pa.table({"customer_id": table.column("customer_id"), **predicted}), args.out,
                        compression="zstd")
