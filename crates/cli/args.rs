@@ -12,7 +12,7 @@ use segflow_spec::Period;
     name = "segflow",
     version,
     about = "Customer segmentation pipelines: YAML in, partitioned Parquet and a run manifest out",
-    after_help = "Exit codes: 0 ok, 1 data checks failed, 2 runtime error, 64 usage error, 78 configuration error."
+    after_help = "Exit codes: 0 ok, 1 data checks failed, 2 runtime error (also: another run of the period holds the lock), 64 usage error, 78 configuration error, 130/143 interrupted by SIGINT/SIGTERM."
 )]
 pub struct RawArgs {
     /// Log progress (-v: per step, -vv: DataFusion internals too). Logs go to stderr.
@@ -84,6 +84,12 @@ pub enum RawCommand {
         pipeline: PipelineArgs,
         #[arg(long)]
         period: String,
+    },
+    /// Finish or roll back what runs that died (kill -9, crash) left, and remove their
+    /// leftovers — what every run does first, on its own.
+    Recover {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
     },
     /// Generate seeded demo or benchmark data (CRM exports and a geodemographic table).
     Generate {
@@ -160,6 +166,9 @@ pub enum Command {
     Report {
         pipeline: PipelineRef,
         period: Period,
+    },
+    Recover {
+        pipeline: PipelineRef,
     },
     Generate {
         out: PathBuf,
@@ -249,6 +258,9 @@ impl Command {
             } => Command::Report {
                 pipeline: pipeline(p)?,
                 period: period(&t)?,
+            },
+            RawCommand::Recover { pipeline: p } => Command::Recover {
+                pipeline: pipeline(p)?,
             },
             RawCommand::Generate {
                 out,

@@ -71,6 +71,7 @@ pub(crate) async fn dispatch(command: Command, arguments: Vec<String>) -> Exit {
             steps,
         } => explain(&pipeline, period, &steps).await,
         Command::Report { pipeline, period } => report(&pipeline, period).await,
+        Command::Recover { pipeline } => recover(&pipeline),
         Command::Generate { out, scale, format } => generate(&out, &scale, format),
         Command::Demo { dir, period } => crate::demo::demo(&dir, period, arguments).await,
     };
@@ -95,7 +96,7 @@ pub(crate) async fn run(
         pipeline_sha256: sha256,
         arguments,
     };
-    let outcome = segflow_engine::run(&p, &request).await;
+    let outcome = segflow_engine::run_until(&p, &request, stop_signal()).await;
     let m = &outcome.manifest;
     let seconds: f64 = m.timings.values().sum();
     match &outcome.error {
@@ -126,6 +127,52 @@ pub(crate) async fn run(
     Ok(Exit(
         outcome.error.as_ref().map_or(exit::OK, RunError::exit_code),
     ))
+}
+
+/// Completes with the name of the first SIGINT or SIGTERM; never, if they cannot be caught.
+/// The handlers are installed here, before the run starts, so a signal that arrives while
+/// the run is busy is kept for it instead of killing the process.
+fn stop_signal() -> impl Future<Output = &'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handlers = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term)) = handlers else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+}
+
+fn recover(pipeline: &PipelineRef) -> Result<Exit, Exit> {
+    let (p, _) = load(pipeline, None)?;
+    match segflow_engine::recover(&p) {
+        Ok(records) if records.is_empty() => {
+            println!("{}: no dead runs to recover", p.name);
+            Ok(Exit(exit::OK))
+        }
+        Ok(records) => {
+            for r in &records {
+                println!(
+                    "run {}: {} ({} leftovers removed, {} bytes)",
+                    r.run_id,
+                    r.action.replace('_', " "),
+                    r.removed.len(),
+                    r.bytes_removed
+                );
+            }
+            Ok(Exit(exit::OK))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(Exit(e.exit_code()))
+        }
+    }
 }
 
 fn print_plan(report: &PlanReport) {

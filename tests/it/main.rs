@@ -11,6 +11,7 @@ mod contracts;
 mod engine;
 mod enrich;
 mod extract;
+mod faults;
 mod identity;
 mod model_artifacts;
 mod models;

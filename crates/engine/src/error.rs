@@ -79,6 +79,29 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// Another run of the same pipeline and period is under way (or a rerun met a scheduled run).
+    #[error(
+        "another run of period {period} is in progress: {holder} holds `{path}`; wait for it to finish (the lock is released when it ends, however it ends)"
+    )]
+    Locked {
+        period: String,
+        path: String,
+        holder: String,
+    },
+
+    #[error("cannot take the lock `{path}`: {message}")]
+    Lock { path: String, message: String },
+
+    /// Optimistic concurrency on the shared identity registry: runs of different periods may
+    /// compute at once, but one registry cannot take both runs' new person ids.
+    #[error(
+        "the identity registry `{path}` was replaced by another run while this one was computing; nothing was committed: run again to link against the new registry"
+    )]
+    RegistryChanged { path: String },
+
+    #[error("interrupted by {signal}: staging discarded, nothing was committed")]
+    Interrupted { signal: &'static str },
+
     #[error("cannot set up the query engine: {0}")]
     Session(#[source] Box<DataFusionError>),
 }
@@ -89,6 +112,9 @@ pub mod exit {
     pub const CHECKS_FAILED: i32 = 1;
     pub const RUNTIME: i32 = 2;
     pub const USAGE: i32 = 64;
+    /// 128 + the signal number, as shells report a process a signal stopped.
+    pub const INTERRUPTED: i32 = 130;
+    pub const TERMINATED: i32 = 143;
     pub const CONFIG: i32 = 78;
 }
 
@@ -104,6 +130,10 @@ impl RunError {
                 source: segflow_models::ArtifactError::NotFound { .. },
                 ..
             } => exit::CONFIG,
+            RunError::Interrupted { signal } => match *signal {
+                "SIGINT" => exit::INTERRUPTED,
+                _ => exit::TERMINATED,
+            },
             _ => exit::RUNTIME,
         }
     }

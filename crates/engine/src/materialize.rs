@@ -26,6 +26,11 @@ use futures::StreamExt;
 #[derive(Debug)]
 pub(crate) struct Scratch {
     parent: PathBuf,
+    /// `.segflow-scratch-<label>-`: the run id in the name lets the next run remove what a
+    /// killed run left here.
+    prefix: String,
+    /// DataFusion's spill files go below this directory (removed with the scratch space).
+    spill_root: PathBuf,
     dir: Mutex<Option<tempfile::TempDir>>,
     next: AtomicUsize,
     /// Directory of each table materialized under a name, so it can be removed when released.
@@ -34,8 +39,11 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    pub(crate) fn new(parent: PathBuf) -> Self {
+    pub(crate) fn new(parent: PathBuf, label: &str) -> Self {
+        let prefix = format!(".segflow-scratch-{label}-");
         Self {
+            spill_root: parent.join(format!("{prefix}spill")),
+            prefix,
             parent,
             dir: Mutex::new(None),
             next: AtomicUsize::new(0),
@@ -70,7 +78,7 @@ impl Scratch {
             std::fs::create_dir_all(&self.parent)?;
             *guard = Some(
                 tempfile::Builder::new()
-                    .prefix(".segflow-scratch-")
+                    .prefix(&self.prefix)
                     .tempdir_in(&self.parent)?,
             );
         }
@@ -96,6 +104,11 @@ impl Scratch {
         Ok(dir)
     }
 
+    /// The directory DataFusion's disk manager spills into.
+    pub(crate) fn spill_root(&self) -> &Path {
+        &self.spill_root
+    }
+
     pub(crate) fn add_spilled(&self, bytes: u64) {
         self.spilled_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -103,6 +116,13 @@ impl Scratch {
     /// Bytes DataFusion's operators spilled to disk so far in this run.
     pub(crate) fn spilled_bytes(&self) -> u64 {
         self.spilled_bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // DataFusion removes its own files inside; this removes the directory they were in.
+        let _ = std::fs::remove_dir_all(&self.spill_root);
     }
 }
 

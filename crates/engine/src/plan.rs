@@ -57,7 +57,7 @@ pub struct PlanOutput {
 
 /// Resolves the DAG, lists input files (metadata only) and names the output partitions.
 pub async fn plan(pipeline: &Pipeline, period: Period) -> Result<PlanReport, RunError> {
-    let (ctx, _) = session(&pipeline.engine)?;
+    let (ctx, _) = session(&pipeline.engine, &crate::run::unique_label("plan"))?;
     let mut nodes = Vec::new();
     let mut problems = Vec::new();
     for name in &pipeline.execution_order {
@@ -151,7 +151,7 @@ pub async fn explain(
             });
         }
     }
-    let (ctx, _) = session(&pipeline.engine)?;
+    let (ctx, _) = session(&pipeline.engine, &crate::run::unique_label("plan"))?;
     let mut out = Vec::new();
     for name in &pipeline.execution_order {
         let register_err = |e| RunError::Step {

@@ -120,7 +120,7 @@ pub async fn report(pipeline: &Pipeline, period: Period) -> Result<PathBuf, RunE
             dir.display()
         )));
     }
-    let (ctx, _) = session(&pipeline.engine)?;
+    let (ctx, _) = session(&pipeline.engine, &crate::run::unique_label("plan"))?;
     ctx.register_parquet(
         "customers",
         dir.display().to_string().as_str(),

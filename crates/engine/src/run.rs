@@ -1,26 +1,31 @@
-//! One run: extract → transform → write (staged) → commit, recorded in the manifest whatever
-//! happens.
+//! One run: lock → recover dead runs → extract → transform → checks → write (staged) →
+//! commit (one journaled transaction) → manifest, recorded in the manifest whatever happens.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use datafusion::execution::context::SessionContext;
 use segflow_manifest::{
     EngineRecord, MANIFEST_VERSION, Manifest, ModelRecord, OutputRecord, PeriodInfo, PipelineInfo,
-    RunStatus, StepRecord,
+    RecoveryRecord, RunStatus, StepRecord,
 };
+use segflow_sinks::Transaction;
 use segflow_spec::{Period, Pipeline};
 use tracing::{info, warn};
 
 use crate::error::RunError;
 use crate::extract::{extract, quarantine_batch};
 use crate::lifetimes::LastUse;
+use crate::locks::{Holder, lock_commit, lock_period, lock_run, run_lock_path};
 use crate::materialize::{Scratch, materialize, release};
 use crate::output::{file_metadata, inputs_fingerprint, output_files, stage_batches, stage_output};
+use crate::pauses::Pauses;
+use crate::recovery::{recover_dead_runs, sweep_run};
 use crate::session::session;
-use crate::steps::model::{commit_artifact, stage_artifact};
-use crate::steps::{FitContext, StepContext, runner, write_registry};
+use crate::steps::model::stage_artifact;
+use crate::steps::{FitContext, StepContext, runner};
 
 /// What the caller knows about the invocation, for the manifest.
 #[derive(Debug, Clone)]
@@ -53,8 +58,17 @@ pub(crate) fn local_path(what: &'static str, location: &str) -> Result<PathBuf, 
     Ok(PathBuf::from(location))
 }
 
+/// A unique label for a session that is not a run (`plan`, `report`).
+pub(crate) fn unique_label(what: &str) -> String {
+    format!("{what}-{}", new_run_id_for(what))
+}
+
 /// Sortable, unique and readable: `20261123T184000Z-2025-3f9a1c`.
 fn new_run_id(period: Period) -> String {
+    new_run_id_for(&period.to_string())
+}
+
+fn new_run_id_for(period: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -78,6 +92,17 @@ fn now() -> String {
 /// Runs `pipeline` for `request.period`. Never panics on bad data; the manifest is written
 /// for failed runs too (to `<output_dir>/runs/<run_id>/manifest.json`).
 pub async fn run(pipeline: &Pipeline, request: &RunRequest) -> RunOutcome {
+    run_until(pipeline, request, std::future::pending()).await
+}
+
+/// [`run`], stopped when `stop` completes (with the name of the signal that stopped it): the
+/// run's staging is discarded, its manifest says `interrupted`, nothing is committed. A stop
+/// that arrives while the commit's renames are under way waits for them (they do not await).
+pub async fn run_until(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    stop: impl Future<Output = &'static str>,
+) -> RunOutcome {
     let period = request.period;
     let run_id = new_run_id(period);
     let mut manifest = Manifest {
@@ -107,35 +132,71 @@ pub async fn run(pipeline: &Pipeline, request: &RunRequest) -> RunOutcome {
         models: Vec::new(),
         timings: BTreeMap::new(),
         engine: None,
+        recovered: Vec::new(),
+        recovered_by: None,
     };
-    let result = execute(pipeline, request, &run_id, &mut manifest).await;
-    if result.is_err() {
-        let quarantine_roots = local_path("output_dir", &pipeline.output_dir)
-            .map(|dir| {
-                pipeline
-                    .sources
-                    .iter()
-                    .map(|s| dir.join("quarantine").join(&s.name.value))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        let output_roots = pipeline
-            .outputs
-            .iter()
-            .filter_map(|o| local_path("output", &o.path).ok());
-        for root in output_roots.chain(quarantine_roots) {
-            // Best effort: a leftover hidden staging directory is harmless to readers.
-            let _ = segflow_sinks::discard(&root, &run_id);
+    let mut pauses = Pauses::from_env();
+    let run_dir =
+        local_path("output_dir", &pipeline.output_dir).map(|d| d.join("runs").join(&run_id));
+    // The run's own lock and first manifest: from here on, a kill leaves a trace the next run
+    // finds.
+    let alive = run_dir
+        .as_ref()
+        .map_err(clone_location_err)
+        .and_then(|dir| {
+            let lock = lock_run(dir, &Holder::me(&run_id, &manifest.started_at))?;
+            write_manifest_at(&dir.join("manifest.json"), &manifest)?;
+            Ok(lock)
+        });
+    let (result, committed) = match alive {
+        Err(e) => (Err(e), None),
+        Ok(_) => {
+            let mut committed = None;
+            let result = tokio::select! {
+                r = execute(pipeline, request, &run_id, &mut manifest, &mut pauses, &mut committed) => r,
+                signal = stop => Err(RunError::Interrupted { signal }),
+            };
+            (result, committed)
         }
-    }
+    };
     manifest.status = match &result {
         Ok(()) => RunStatus::Succeeded,
         Err(RunError::ChecksFailed { .. } | RunError::BadRows { .. }) => RunStatus::ChecksFailed,
+        Err(RunError::Interrupted { .. }) => RunStatus::Interrupted,
         Err(_) => RunStatus::Failed,
     };
     manifest.error = result.as_ref().err().map(ToString::to_string);
     manifest.finished_at = Some(now());
-    let (manifest_path, written) = write_manifest(pipeline, &manifest);
+    let manifest_path = run_dir
+        .as_ref()
+        .map(|d| d.join("manifest.json"))
+        .unwrap_or_default();
+    let written = if manifest_path.as_os_str().is_empty() {
+        Ok(())
+    } else {
+        write_manifest_at(&manifest_path, &manifest)
+    };
+    pauses.point("manifest written");
+    // What is left to clean. After the commit point, only the replaced data; a failure there
+    // (or a commit whose rollback failed) keeps `run.lock`, so the next run finds the journal.
+    let keep_for_recovery = match (committed, &result) {
+        (Some(tx), _) => match tx.finish(&mut |label| pauses.point(label)) {
+            Ok(()) => false,
+            Err(e) => {
+                warn!("cannot remove the data this run replaced ({e}); the next run will");
+                true
+            }
+        },
+        (None, Err(RunError::Sink(segflow_sinks::SinkError::RollbackFailed { .. }))) => true,
+        (None, Err(_)) => {
+            sweep_run(pipeline, &run_id);
+            false
+        }
+        (None, Ok(())) => false,
+    };
+    if let (Ok(dir), false) = (&run_dir, keep_for_recovery) {
+        let _ = std::fs::remove_file(run_lock_path(dir));
+    }
     RunOutcome {
         manifest,
         manifest_path,
@@ -145,23 +206,43 @@ pub async fn run(pipeline: &Pipeline, request: &RunRequest) -> RunOutcome {
     }
 }
 
-/// Writes `<output_dir>/runs/<run_id>/manifest.json` via a temporary file and a rename, so a
-/// reader never sees half a manifest. Returns the path even when writing failed.
-fn write_manifest(pipeline: &Pipeline, manifest: &Manifest) -> (PathBuf, Result<(), RunError>) {
-    let dir = match local_path("output_dir", &pipeline.output_dir) {
-        Ok(d) => d.join("runs").join(&manifest.run_id),
-        Err(e) => return (PathBuf::new(), Err(e)),
-    };
-    let path = dir.join("manifest.json");
+fn clone_location_err(e: &RunError) -> RunError {
+    match e {
+        RunError::UnsupportedLocation { what, location } => RunError::UnsupportedLocation {
+            what,
+            location: location.clone(),
+        },
+        other => RunError::Lock {
+            path: String::new(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Writes a manifest via a temporary file, an fsync and a rename, so a reader never sees half
+/// of one and a power loss never leaves an empty one.
+pub(crate) fn write_manifest_at(path: &Path, manifest: &Manifest) -> Result<(), RunError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(".manifest.json.tmp");
-    let written = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&tmp, manifest.to_json()))
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|source| RunError::Manifest {
-            path: path.display().to_string(),
-            source,
-        });
-    (path, written)
+    let err = |source| RunError::Manifest {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let sink_err = |e: segflow_sinks::SinkError| RunError::Manifest {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    segflow_sinks::write_durably(&tmp, manifest.to_json().as_bytes()).map_err(sink_err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    segflow_sinks::sync_dir(dir).map_err(sink_err)
+}
+
+/// Recovers the dead runs of `pipeline` (what a run does first), for `segflow recover`.
+pub fn recover(pipeline: &Pipeline) -> Result<Vec<RecoveryRecord>, RunError> {
+    let runs = local_path("output_dir", &pipeline.output_dir)?.join("runs");
+    let _commit = lock_commit(&runs)?;
+    recover_dead_runs(pipeline, &runs, &unique_label("recover"), &now())
 }
 
 async fn execute(
@@ -169,9 +250,20 @@ async fn execute(
     request: &RunRequest,
     run_id: &str,
     manifest: &mut Manifest,
+    pauses: &mut Pauses,
+    committed: &mut Option<Transaction>,
 ) -> Result<(), RunError> {
-    let (ctx, settings) = session(&pipeline.engine)?;
-    let result = execute_in(&ctx, pipeline, request, run_id, manifest).await;
+    let runs = local_path("output_dir", &pipeline.output_dir)?.join("runs");
+    let holder = Holder::me(run_id, &manifest.started_at);
+    let _period = lock_period(&runs, &request.period.to_string(), &holder)?;
+    {
+        let _commit = lock_commit(&runs)?;
+        manifest.recovered = recover_dead_runs(pipeline, &runs, run_id, &now())?;
+    }
+    write_manifest_at(&runs.join(run_id).join("manifest.json"), manifest)?;
+    pauses.point("period lock held");
+    let (ctx, settings) = session(&pipeline.engine, run_id)?;
+    let result = execute_in(&ctx, pipeline, request, run_id, manifest, pauses, committed).await;
     manifest.engine = Some(EngineRecord {
         memory_limit: settings.memory_limit,
         target_partitions: settings.target_partitions,
@@ -186,6 +278,8 @@ async fn execute_in(
     request: &RunRequest,
     run_id: &str,
     manifest: &mut Manifest,
+    pauses: &mut Pauses,
+    committed: &mut Option<Transaction>,
 ) -> Result<(), RunError> {
     let mut rows: BTreeMap<String, u64> = BTreeMap::new();
     // Validation made sure the variable is set when a column needs it; the key is only held
@@ -365,35 +459,43 @@ async fn execute_in(
         .timings
         .insert("write".into(), started.elapsed().as_secs_f64());
 
-    // Artifacts are written (under temporary names) before anything is committed.
-    let mut staged_artifacts = Vec::new();
+    // Artifacts and registries are staged (under this run's temporary names) like tables.
+    let mut replacements = Vec::new();
+    for table in &staged {
+        replacements.push(table.replacement()?);
+    }
+    let mut staged_models = Vec::new();
     for (index, outcome) in &fitted_models {
-        match stage_artifact(outcome, run_id) {
-            Ok(Some(tmp)) => staged_artifacts.push((*index, outcome, tmp)),
-            Ok(None) => {}
-            Err(e) => {
-                for (_, _, tmp) in &staged_artifacts {
-                    let _ = std::fs::remove_file(tmp);
-                }
-                return Err(e);
-            }
+        if let Some(tmp) = stage_artifact(outcome, run_id)? {
+            replacements.push((tmp, outcome.path.clone()));
+            staged_models.push(*index);
         }
     }
+    for registry in &registries {
+        replacements.push((registry.stage(run_id)?, registry.path.clone()));
+    }
+    pauses.point("everything staged");
+
     let started = Instant::now();
-    for (table, record) in staged.iter().zip(manifest.outputs.iter_mut()) {
-        table.commit()?;
+    let runs = local_path("output_dir", &pipeline.output_dir)?.join("runs");
+    let commit_lock = lock_commit(&runs)?;
+    for registry in &registries {
+        registry.check_unchanged()?;
+    }
+    let mut tx =
+        Transaction::prepare(&runs.join(run_id).join("commit.json"), run_id, replacements)?;
+    pauses.point("journal prepared");
+    tx.commit(&mut |label| pauses.point(label))?;
+    drop(commit_lock);
+    for record in &mut manifest.outputs {
         record.committed = true;
     }
-    // Model artifacts and identity registries only move forward with a committed run.
-    for (index, outcome, tmp) in &staged_artifacts {
-        commit_artifact(outcome, tmp)?;
-        if let Some(record) = manifest.models.get_mut(*index) {
+    for index in staged_models {
+        if let Some(record) = manifest.models.get_mut(index) {
             record.committed = true;
         }
     }
-    for (path, resolved) in &registries {
-        write_registry(path, resolved)?;
-    }
+    *committed = Some(tx);
     manifest
         .timings
         .insert("commit".into(), started.elapsed().as_secs_f64());

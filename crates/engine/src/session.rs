@@ -23,8 +23,6 @@ const DEFAULT_MEMORY_SHARE: f64 = 0.6;
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub memory_limit: u64,
-    /// Where DataFusion spills and segflow keeps scratch tables.
-    pub spill_dir: PathBuf,
     pub target_partitions: usize,
 }
 
@@ -44,7 +42,20 @@ fn memory_limit(options: &EngineOptions) -> u64 {
     })
 }
 
-pub fn session(options: &EngineOptions) -> Result<(SessionContext, SessionSettings), RunError> {
+/// The directory under which a run keeps scratch tables and spills.
+pub(crate) fn scratch_parent(options: &EngineOptions) -> PathBuf {
+    options
+        .spill_dir
+        .as_ref()
+        .map_or_else(std::env::temp_dir, PathBuf::from)
+}
+
+/// A session for one run (`label` = the run id) or one planning command (any unique label):
+/// the label names its scratch directory, so leftovers of a killed run can be told apart.
+pub fn session(
+    options: &EngineOptions,
+    label: &str,
+) -> Result<(SessionContext, SessionSettings), RunError> {
     // Globs may span directories (`reference/vintage=*/geo.csv`): files below the glob's base
     // directory are listed, not only those directly in it.
     let mut config = SessionConfig::new().with_information_schema(true).set_bool(
@@ -54,14 +65,14 @@ pub fn session(options: &EngineOptions) -> Result<(SessionContext, SessionSettin
     if let Some(n) = options.target_partitions {
         config = config.with_target_partitions(n);
     }
-    let spill_dir = options
-        .spill_dir
-        .as_ref()
-        .map_or_else(std::env::temp_dir, PathBuf::from);
-    config = config.with_extension(Arc::new(Scratch::new(spill_dir.clone())));
+    let spill_dir = scratch_parent(options);
+    let scratch = Arc::new(Scratch::new(spill_dir.clone(), label));
+    let spill_root = scratch.spill_root().to_path_buf();
+    std::fs::create_dir_all(&spill_root)
+        .map_err(|e| RunError::Session(Box::new(datafusion::error::DataFusionError::IoError(e))))?;
+    config = config.with_extension(scratch);
     let settings = SessionSettings {
         memory_limit: memory_limit(options),
-        spill_dir,
         target_partitions: config.target_partitions(),
     };
     // A fair pool gives each spilling operator its share instead of letting the first sort
@@ -73,9 +84,9 @@ pub fn session(options: &EngineOptions) -> Result<(SessionContext, SessionSettin
     );
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool))
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(
-            DiskManagerMode::Directories(vec![settings.spill_dir.clone()]),
-        ))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill_root])),
+        )
         .build()
         .map_err(|e| RunError::Session(Box::new(e)))?;
     let ctx = SessionContext::new_with_config_rt(config, Arc::new(runtime));

@@ -39,6 +39,26 @@ pub struct Manifest {
     /// How the engine was sized, and what it spilled.
     #[serde(default)]
     pub engine: Option<EngineRecord>,
+    /// Runs that had died (killed, crashed) and that this run recovered before starting:
+    /// their commits finished or rolled back, their leftovers removed.
+    #[serde(default)]
+    pub recovered: Vec<RecoveryRecord>,
+    /// Set on a run that died, by the run that recovered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_by: Option<String>,
+}
+
+/// What recovering one dead run did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryRecord {
+    pub run_id: String,
+    /// `rolled_back` (it died during its commit, before the commit point: the old data was
+    /// restored), `completed` (it died after its commit point: its data stands, the replaced
+    /// data was removed) or `abandoned` (it died before committing anything).
+    pub action: String,
+    /// Staging, replaced and temporary files and directories removed.
+    pub removed: Vec<String>,
+    pub bytes_removed: u64,
 }
 
 /// The memory the run was allowed and what it had to put on disk to stay within it.
@@ -77,6 +97,11 @@ pub enum RunStatus {
     /// A data check with severity `error` failed; nothing was committed.
     ChecksFailed,
     Failed,
+    /// Stopped by SIGINT or SIGTERM; its staging was discarded, nothing was committed.
+    Interrupted,
+    /// The run died (killed, crashed, power loss) and a later run found it: nothing of it
+    /// was committed (`recovered_by` names that later run).
+    Abandoned,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

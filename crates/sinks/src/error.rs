@@ -33,6 +33,21 @@ pub enum SinkError {
         path.display()
     )]
     UnsortedPartition { path: PathBuf },
+
+    #[error("commit journal `{}` cannot be read: {message}", path.display())]
+    Journal { path: PathBuf, message: String },
+
+    /// The worst case short of a lost disk: the journal stays, and the next run (or
+    /// `segflow recover`) rolls the commit back.
+    #[error(
+        "{cause}; rolling the commit back failed too ({rollback}): the journal `{}` stays, and the next run or `segflow recover` will finish the rollback",
+        journal.display()
+    )]
+    RollbackFailed {
+        journal: PathBuf,
+        cause: Box<SinkError>,
+        rollback: Box<SinkError>,
+    },
 }
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {

@@ -7,12 +7,16 @@
 //!   hidden directory beside the table and moved into place only after every output of the run
 //!   was written, so a failed run leaves the previous output as it was.
 
-mod commit;
 mod error;
 mod partition;
+mod staging;
+mod transaction;
 mod write;
 
-pub use commit::{StagedTable, discard, stage_dir};
 pub use error::SinkError;
 pub use partition::{escape_partition_value, partition_dir};
+pub use staging::{StagedTable, discard, stage_dir};
+pub use transaction::{
+    Journal, JournalState, Recovered, Replacement, Transaction, recover, sync_dir, write_durably,
+};
 pub use write::{TableWriter, WrittenFile, write_table};

@@ -71,35 +71,70 @@ fn read_registry(step: &str, path: &Path) -> Result<HashMap<String, String>, Run
     Ok(out)
 }
 
-/// Writes the registry next to the step's other state: temporary file, then rename.
-pub(crate) fn write_registry(path: &Path, resolved: &Resolved) -> Result<(), RunError> {
-    let io = |e: String| RunError::StepInput {
-        step: "identity".into(),
-        message: format!(
-            "cannot write the identity registry `{}`: {e}",
-            path.display()
-        ),
-    };
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("identifier_sha256", DataType::Utf8, false),
-        Field::new("person_id", DataType::Utf8, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![
-            Arc::new(StringArray::from_iter_values(resolved.registry.keys())),
-            Arc::new(StringArray::from_iter_values(resolved.registry.values())),
-        ],
-    )
-    .map_err(|e| io(e.to_string()))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
-    let tmp = dir.join(".registry.parquet.tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| io(e.to_string()))?;
-    let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| io(e.to_string()))?;
-    writer.write(&batch).map_err(|e| io(e.to_string()))?;
-    writer.close().map_err(|e| io(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(e.to_string()))
+/// What identifies one version of a file: replaced by a rename, it changes.
+pub(crate) type FileVersion = (u64, u64, i64, i64);
+
+/// The registry's version on disk, `None` when there is none yet.
+pub(crate) fn file_version(path: &Path) -> Option<FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+/// The registry a run read, and the one it will commit in its place.
+pub(crate) struct RegistryUpdate {
+    pub path: PathBuf,
+    pub resolved: Resolved,
+    /// The version read: if another run committed a new registry since, committing this one
+    /// would lose that run's new person ids, so the commit refuses.
+    pub read_version: Option<FileVersion>,
+}
+
+impl RegistryUpdate {
+    /// Writes the new registry beside the current one, under this run's temporary name
+    /// (`.registry.<run_id>.tmp`), for the run's commit to move into place.
+    pub(crate) fn stage(&self, run_id: &str) -> Result<PathBuf, RunError> {
+        let path = &self.path;
+        let io = |e: String| RunError::StepInput {
+            step: "identity".into(),
+            message: format!(
+                "cannot write the identity registry `{}`: {e}",
+                path.display()
+            ),
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("identifier_sha256", DataType::Utf8, false),
+            Field::new("person_id", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(self.resolved.registry.keys())),
+                Arc::new(StringArray::from_iter_values(
+                    self.resolved.registry.values(),
+                )),
+            ],
+        )
+        .map_err(|e| io(e.to_string()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
+        let tmp = dir.join(format!(".registry.{run_id}.tmp"));
+        let file = std::fs::File::create(&tmp).map_err(|e| io(e.to_string()))?;
+        let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| io(e.to_string()))?;
+        writer.write(&batch).map_err(|e| io(e.to_string()))?;
+        writer.close().map_err(|e| io(e.to_string()))?;
+        Ok(tmp)
+    }
+
+    /// Under the commit lock: refuses when the registry changed since this run read it.
+    pub(crate) fn check_unchanged(&self) -> Result<(), RunError> {
+        if file_version(&self.path) == self.read_version {
+            return Ok(());
+        }
+        Err(RunError::RegistryChanged {
+            path: self.path.display().to_string(),
+        })
+    }
 }
 
 /// Links the records of all inputs; the returned table has one row per input record:
@@ -110,7 +145,7 @@ async fn run_identity(
     spec: &IdentitySpec,
     registry: &Path,
     hash_key: Option<&[u8]>,
-) -> Result<(DataFrame, Resolved), RunError> {
+) -> Result<(DataFrame, Resolved, Option<FileVersion>), RunError> {
     let step_err = |e| RunError::Step {
         step: step.to_string(),
         source: Box::new(e),
@@ -172,6 +207,7 @@ async fn run_identity(
         default_country_code: spec.default_country_code.clone(),
         hash_key: hash_key.map(<[u8]>::to_vec),
     };
+    let read_version = file_version(registry);
     let resolved = resolve(&records, &options, &read_registry(step, registry)?);
     let schema = Arc::new(Schema::new(vec![
         Field::new("source", DataType::Utf8, false),
@@ -196,7 +232,7 @@ async fn run_identity(
     )
     .map_err(|e| step_err(e.into()))?;
     let df = ctx.read_batch(batch).map_err(step_err)?;
-    Ok((df, resolved))
+    Ok((df, resolved, read_version))
 }
 
 pub(crate) struct Identity<'a>(pub &'a IdentitySpec);
@@ -206,7 +242,8 @@ impl StepRunner for Identity<'_> {
     async fn run(&self, cx: &StepContext<'_>) -> Result<StepOutput, RunError> {
         let spec = self.0;
         let path = registry_path(cx.pipeline, cx.name())?;
-        let (df, resolved) = run_identity(cx.ctx, cx.name(), spec, &path, cx.pii_key).await?;
+        let (df, resolved, read_version) =
+            run_identity(cx.ctx, cx.name(), spec, &path, cx.pii_key).await?;
         let parameters = serde_json::json!({
             "inputs": spec.inputs.iter().map(|x| x.from.value.clone()).collect::<Vec<_>>(),
             "rules": segflow_identity::RULES,
@@ -222,7 +259,11 @@ impl StepRunner for Identity<'_> {
         });
         Ok(StepOutput {
             parameters: Some(parameters),
-            registry: Some((path, resolved)),
+            registry: Some(RegistryUpdate {
+                path,
+                resolved,
+                read_version,
+            }),
             ..StepOutput::rows(df)
         })
     }

@@ -20,8 +20,6 @@ mod rfm;
 mod rules;
 mod sql;
 
-use std::path::PathBuf;
-
 use async_trait::async_trait;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
@@ -34,7 +32,7 @@ use frames::{
     collect, df_err, f64_column, fit_err, frame, materialize_as, query, scratch, single_row,
     string_column,
 };
-pub(crate) use identity::write_registry;
+pub(crate) use identity::RegistryUpdate;
 pub(crate) use model::{FitContext, ModelOutcome};
 use model::{Fitted, stored_parameters};
 
@@ -67,7 +65,7 @@ pub(crate) struct StepOutput {
     /// The model fitted (its artifact is written at commit) or applied.
     pub model: Option<ModelOutcome>,
     /// An identity registry (identifier hashes → person ids), written at commit.
-    pub registry: Option<(PathBuf, segflow_identity::Resolved)>,
+    pub registry: Option<RegistryUpdate>,
 }
 
 impl StepOutput {

@@ -260,14 +260,6 @@ pub(crate) fn stage_artifact(
     Ok(Some(tmp))
 }
 
-/// Moves a staged artifact into place (a rename: readers never see half of one).
-pub(crate) fn commit_artifact(outcome: &ModelOutcome, staged: &Path) -> Result<(), RunError> {
-    std::fs::rename(staged, &outcome.path).map_err(|source| RunError::ArtifactWrite {
-        path: outcome.path.display().to_string(),
-        source,
-    })
-}
-
 /// The parameters as stored in the artifact, checked to read back as the model: JSON has no
 /// NaN or infinity (serde writes them as `null`), so a degenerate fit would otherwise commit
 /// an artifact that no later run can apply.

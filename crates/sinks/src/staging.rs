@@ -1,8 +1,8 @@
-//! Staging and the atomic replacement of one period directory.
+//! Staging: where a run writes a table's period before its commit.
 //!
 //! Staging directories live inside the table root (same file system, so `rename` is atomic)
-//! and start with `.`, which Spark, Hive and DuckDB's hive globbing skip. The one moment
-//! without the period directory lies between two renames; readers never see a half-written one.
+//! and start with `.`, which Spark, Hive and DuckDB's hive globbing skip. The commit itself is
+//! the run's [`crate::Transaction`].
 
 use std::path::{Path, PathBuf};
 
@@ -12,10 +12,6 @@ use crate::write::WrittenFile;
 /// Where a run stages the files of the table at `root`.
 pub fn stage_dir(root: &Path, run_id: &str) -> PathBuf {
     root.join(format!(".segflow-staging-{run_id}"))
-}
-
-fn replaced_dir(root: &Path, run_id: &str) -> PathBuf {
-    root.join(format!(".segflow-replaced-{run_id}"))
 }
 
 /// One period of one table, written to staging and ready to be moved into place.
@@ -33,24 +29,17 @@ impl StagedTable {
         stage_dir(&self.root, &self.run_id).join(&self.period_dir)
     }
 
-    /// Replaces `root/period=…` with the staged directory, leaving every other period alone.
-    pub fn commit(&self) -> Result<(), SinkError> {
+    /// The directory a commit moves into place: `root/period=…`.
+    pub fn target(&self) -> PathBuf {
+        self.root.join(&self.period_dir)
+    }
+
+    /// What the run's [`crate::Transaction`] replaces for this table. A table with no rows in
+    /// this period still gets an (empty) period directory, so the commit replaces stale data.
+    pub fn replacement(&self) -> Result<(PathBuf, PathBuf), SinkError> {
         let staged = self.staged_period();
         std::fs::create_dir_all(&staged).map_err(io(&staged))?;
-        let target = self.root.join(&self.period_dir);
-        let replaced = replaced_dir(&self.root, &self.run_id);
-        if target.exists() {
-            std::fs::create_dir_all(&replaced).map_err(io(&replaced))?;
-            let old = replaced.join(&self.period_dir);
-            std::fs::rename(&target, &old).map_err(io(&target))?;
-        }
-        std::fs::rename(&staged, &target).map_err(io(&target))?;
-        for leftover in [replaced, stage_dir(&self.root, &self.run_id)] {
-            if leftover.exists() {
-                std::fs::remove_dir_all(&leftover).map_err(io(&leftover))?;
-            }
-        }
-        Ok(())
+        Ok((staged, self.target()))
     }
 }
 
@@ -84,18 +73,28 @@ mod tests {
             .expect("read")
     }
 
+    fn commit(t: &StagedTable) {
+        let journal = t.root.join(format!("runs/{}/commit.json", t.run_id));
+        let mut tx =
+            crate::Transaction::prepare(&journal, &t.run_id, vec![t.replacement().expect("r")])
+                .expect("prepare");
+        tx.commit(&mut |_| {}).expect("commit");
+        tx.finish(&mut |_| {}).expect("finish");
+    }
+
     #[test]
     fn commit_replaces_only_its_period() {
         let dir = tempfile::tempdir().expect("tmp");
         let root = dir.path();
-        staged(root, "r1", "2024", "old 2024").commit().expect("c1");
-        staged(root, "r2", "2025", "old 2025").commit().expect("c2");
-        staged(root, "r3", "2025", "new 2025").commit().expect("c3");
+        commit(&staged(root, "r1", "2024", "old 2024"));
+        commit(&staged(root, "r2", "2025", "old 2025"));
+        commit(&staged(root, "r3", "2025", "new 2025"));
         assert_eq!(read(root, "2024"), "old 2024");
         assert_eq!(read(root, "2025"), "new 2025");
         let mut entries: Vec<String> = std::fs::read_dir(root)
             .expect("ls")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "runs")
             .collect();
         entries.sort();
         assert_eq!(entries, vec!["period=2024", "period=2025"]);
@@ -105,7 +104,7 @@ mod tests {
     fn discard_leaves_committed_data() {
         let dir = tempfile::tempdir().expect("tmp");
         let root = dir.path();
-        staged(root, "r1", "2025", "good").commit().expect("commit");
+        commit(&staged(root, "r1", "2025", "good"));
         staged(root, "r2", "2025", "half-written");
         discard(root, "r2").expect("discard");
         assert_eq!(read(root, "2025"), "good");
