@@ -20,3 +20,4 @@ mod profiles;
 mod reference;
 mod report;
 mod sources;
+mod sql_safety;
