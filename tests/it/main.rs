@@ -21,3 +21,4 @@ mod profiles;
 mod reference;
 mod report;
 mod sources;
+mod sql_safety;

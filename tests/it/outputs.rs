@@ -83,6 +83,8 @@ fn fixture(s: &Scratch) -> std::path::PathBuf {
 pipeline: fixture
 period: year
 output_dir: out
+vars:
+  EXTRA: { raw: true }   # extra SQL columns, to make a run fail on purpose
 sources:
   orders:
     path: orders.csv

@@ -26,7 +26,7 @@ async fn rows_as_text(
         source: Box::new(e),
     };
     let batches = ctx
-        .sql(sql)
+        .sql_with_options(sql, crate::steps::frames::read_only())
         .await
         .map_err(err)?
         .collect()
@@ -331,7 +331,7 @@ async fn evaluate_one(
                 source: Box::new(e),
             };
             let first = ctx
-                .sql(query)
+                .sql_with_options(query, crate::steps::frames::read_only())
                 .await
                 .map_err(err)?
                 .schema()

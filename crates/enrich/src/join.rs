@@ -109,6 +109,15 @@ pub fn key_quality_sql(spec: &EnrichSpec) -> String {
     )
 }
 
+/// The columns [`enrich_sql`] adds to the input's, its working key columns included (and must
+/// not find there already).
+pub fn added_columns(spec: &EnrichSpec) -> Vec<String> {
+    let mut out: Vec<String> = (0..spec.keys.len()).map(|i| format!("__k{i}")).collect();
+    out.extend(spec.columns.iter().cloned());
+    out.push(spec.match_column.clone());
+    out
+}
+
 /// The enriched table. `references[i]` names the registered reference rows of level `i`
 /// (from [`reference_sql`]).
 pub fn enrich_sql(spec: &EnrichSpec, references: &[String]) -> String {

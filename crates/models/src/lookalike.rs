@@ -114,6 +114,25 @@ pub fn index_of(customers: u64, best: u64, total: u64, total_best: u64, min_cust
     best_share / share * 100.0
 }
 
+/// The columns [`score_sql`] adds to the prospects' (and must not find there already).
+pub fn added_columns(model: &LookalikeModel) -> Vec<String> {
+    let mut out: Vec<String> = if model.method == "centroid" {
+        model
+            .centroid
+            .iter()
+            .map(|c| format!("z_{}", c.attribute))
+            .collect()
+    } else {
+        model
+            .indexes
+            .iter()
+            .map(|i| format!("index_{}", i.attribute))
+            .collect()
+    };
+    out.extend(["lookalike_score", "reason", "lookalike_rank"].map(String::from));
+    out
+}
+
 /// Scores the prospects: `key, lookalike_score, lookalike_rank, reason` plus one column per
 /// attribute (`index_<attribute>` or `z_<attribute>`).
 pub fn score_sql(spec: &LookalikeSpec, model: &LookalikeModel) -> String {

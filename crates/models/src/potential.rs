@@ -257,6 +257,19 @@ pub fn training_sql(spec: &PotentialSpec) -> String {
     )
 }
 
+/// The columns [`apply_sql`] adds to the market's, its working columns included (and must not
+/// find there already).
+pub fn added_columns(model: &PotentialModel) -> Vec<String> {
+    let predictors = model
+        .numeric
+        .iter()
+        .map(|n| &n.column)
+        .chain(model.categorical.iter().map(|c| &c.column));
+    let mut out: Vec<String> = predictors.map(|name| format!("__term_{name}")).collect();
+    out.extend(["predicted_value", "reason"].map(String::from));
+    out
+}
+
 /// Market rows whose key is not a customer's, with `predicted_value` and the term that
 /// contributes most as `reason`.
 pub fn apply_sql(spec: &PotentialSpec, model: &PotentialModel) -> String {

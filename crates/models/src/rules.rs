@@ -12,6 +12,12 @@ pub struct RulesModel {
     pub segments: Vec<StoredRule>,
 }
 
+/// The column the model adds to its input's: an input that already has one must be refused,
+/// or the output would hold two columns of that name.
+pub fn added_columns() -> Vec<String> {
+    vec!["segment".to_string()]
+}
+
 /// Every input column plus `segment`.
 pub fn rules_sql(model: &RulesModel, input: &str) -> String {
     format!(

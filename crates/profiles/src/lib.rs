@@ -48,7 +48,7 @@ pub fn profile_sql(spec: &ProfileSpec, start: NaiveDate, end: NaiveDate) -> Stri
     base_cols.push(optional(&spec.margin, "__margin"));
     base_cols.push(optional(&spec.acquisition_cost, "__acquisition_cost"));
     let mut ctes = vec![format!(
-        "c AS (SELECT {} FROM {})",
+        "__c AS (SELECT {} FROM {})",
         base_cols.join(", "),
         ident(&spec.customers.value)
     )];
@@ -65,18 +65,18 @@ pub fn profile_sql(spec: &ProfileSpec, start: NaiveDate, end: NaiveDate) -> Stri
             |id| format!("count(DISTINCT {})", ident(id)),
         );
         ctes.push(format!(
-            "o AS (SELECT {customer} AS __key, {count} AS __orders, sum(CAST({amount} AS {EXACT})) AS __order_value FROM {table} WHERE {window} GROUP BY {customer})",
+            "__o AS (SELECT {customer} AS __key, {count} AS __orders, sum(CAST({amount} AS {EXACT})) AS __order_value FROM {table} WHERE {window} GROUP BY {customer})",
             customer = ident(&o.customer),
             amount = ident(&o.amount),
             table = ident(&o.table.value),
         ));
         ctes.push(
-            "base AS (SELECT c.*, coalesce(o.__orders, 0) AS __orders, coalesce(o.__order_value, 0) AS __order_value, coalesce(c.__revenue_column, coalesce(o.__order_value, 0)) AS __revenue FROM c LEFT JOIN o ON o.__key = c.__key)".into(),
+            "__base AS (SELECT __c.*, coalesce(__o.__orders, 0) AS __orders, coalesce(__o.__order_value, 0) AS __order_value, coalesce(__c.__revenue_column, coalesce(__o.__order_value, 0)) AS __revenue FROM __c LEFT JOIN __o ON __o.__key = __c.__key)".into(),
         );
         if let Some(category) = &o.category {
             ctes.push(format!(
-                "mix AS (SELECT c.__segment, c.__by, CAST(x.{category} AS VARCHAR) AS category, sum(CAST(x.{amount} AS {EXACT})) AS value
-  FROM {table} AS x JOIN c ON c.__key = x.{customer} WHERE {window_x} GROUP BY 1, 2, 3)",
+                "__mix AS (SELECT __c.__segment, __c.__by, CAST(x.{category} AS VARCHAR) AS category, sum(CAST(x.{amount} AS {EXACT})) AS value
+  FROM {table} AS x JOIN __c ON __c.__key = x.{customer} WHERE {window_x} GROUP BY 1, 2, 3)",
                 category = ident(category),
                 amount = ident(&o.amount),
                 table = ident(&o.table.value),
@@ -84,111 +84,116 @@ pub fn profile_sql(spec: &ProfileSpec, start: NaiveDate, end: NaiveDate) -> Stri
                 window_x = window.replace(&ident(&o.date), &format!("x.{}", ident(&o.date))),
             ));
             ctes.push(
-                "category_top AS (SELECT __segment, __by, category AS top_category, CAST(value AS DOUBLE) / CAST(sum(value) OVER (PARTITION BY __segment, __by) AS DOUBLE) AS top_category_share,
-  row_number() OVER (PARTITION BY __segment, __by ORDER BY value DESC, category ASC) AS category_rank FROM mix)".into(),
+                "__category_top AS (SELECT __segment, __by, category AS top_category, CAST(value AS DOUBLE) / CAST(sum(value) OVER (PARTITION BY __segment, __by) AS DOUBLE) AS top_category_share,
+  row_number() OVER (PARTITION BY __segment, __by ORDER BY value DESC, category ASC) AS category_rank FROM __mix)".into(),
             );
         }
     } else {
         ctes.push(
-            format!("base AS (SELECT c.*, CAST(NULL AS BIGINT) AS __orders, CAST(NULL AS {EXACT}) AS __order_value, c.__revenue_column AS __revenue FROM c)"),
+            format!("__base AS (SELECT __c.*, CAST(NULL AS BIGINT) AS __orders, CAST(NULL AS {EXACT}) AS __order_value, __c.__revenue_column AS __revenue FROM __c)"),
         );
     }
     ctes.push(
-        "totals AS (SELECT count(*) AS all_customers, sum(__revenue) AS all_revenue FROM base)"
+        "__totals AS (SELECT count(*) AS all_customers, sum(__revenue) AS all_revenue FROM __base)"
             .into(),
     );
     ctes.push(
-        "seg AS (SELECT __segment, count(*) AS seg_customers FROM base GROUP BY __segment)".into(),
+        "__seg AS (SELECT __segment, count(*) AS seg_customers FROM __base GROUP BY __segment)"
+            .into(),
     );
-    ctes.push("byv AS (SELECT __by, count(*) AS by_customers FROM base GROUP BY __by)".into());
+    ctes.push("__byv AS (SELECT __by, count(*) AS by_customers FROM __base GROUP BY __by)".into());
     ctes.push(
-        "cells AS (SELECT __segment, __by, count(*) AS customers, sum(__revenue) AS revenue, sum(__orders) AS orders, sum(__order_value) AS order_value, sum(__margin) AS margin, sum(__acquisition_cost) AS acquisition_cost FROM base GROUP BY __segment, __by)".into(),
+        "__cells AS (SELECT __segment, __by, count(*) AS customers, sum(__revenue) AS revenue, sum(__orders) AS orders, sum(__order_value) AS order_value, sum(__margin) AS margin, sum(__acquisition_cost) AS acquisition_cost FROM __base GROUP BY __segment, __by)".into(),
     );
-    let mut select = vec![format!("cells.__segment AS {}", ident(&spec.segment))];
+    let mut select = vec![format!("__cells.__segment AS {}", ident(&spec.segment))];
     if let Some(by) = &spec.by {
-        select.push(format!("cells.__by AS {}", ident(by)));
+        select.push(format!("__cells.__by AS {}", ident(by)));
     }
-    select.push("cells.customers".into());
+    select.push("__cells.customers".into());
     select.push(format!(
         "{} AS customer_share",
-        ratio("cells.customers", "totals.all_customers")
+        ratio("__cells.customers", "__totals.all_customers")
     ));
     if spec.by.is_some() {
         select.push(format!(
             "{} AS share_of_segment",
-            ratio("cells.customers", "seg.seg_customers")
+            ratio("__cells.customers", "__seg.seg_customers")
         ));
     }
-    select.push("CAST(cells.revenue AS DOUBLE) AS revenue".into());
+    select.push("CAST(__cells.revenue AS DOUBLE) AS revenue".into());
     select.push(format!(
         "{} AS revenue_share",
-        ratio("cells.revenue", "totals.all_revenue")
+        ratio("__cells.revenue", "__totals.all_revenue")
     ));
     if let Some(o) = &spec.orders {
-        select.push("cells.orders".into());
+        select.push("__cells.orders".into());
         select.push(format!(
             "{} AS orders_per_customer",
-            ratio("cells.orders", "cells.customers")
+            ratio("__cells.orders", "__cells.customers")
         ));
         select.push(format!(
             "{} AS avg_order_value",
-            ratio("cells.order_value", "cells.orders")
+            ratio("__cells.order_value", "__cells.orders")
         ));
         if o.category.is_some() {
-            select.push("category_top.top_category".into());
-            select.push("category_top.top_category_share".into());
+            select.push("__category_top.top_category".into());
+            select.push("__category_top.top_category_share".into());
         }
     }
     if spec.margin.is_some() {
-        select.push("CAST(cells.margin AS DOUBLE) AS margin".into());
+        select.push("CAST(__cells.margin AS DOUBLE) AS margin".into());
     }
     if spec.acquisition_cost.is_some() {
-        select.push("CAST(cells.acquisition_cost AS DOUBLE) AS acquisition_cost".into());
+        select.push("CAST(__cells.acquisition_cost AS DOUBLE) AS acquisition_cost".into());
     }
     let index = if spec.by.is_some() {
         format!(
             "100.0 * {} / {}",
-            ratio("cells.customers", "seg.seg_customers"),
-            ratio("byv.by_customers", "totals.all_customers")
+            ratio("__cells.customers", "__seg.seg_customers"),
+            ratio("__byv.by_customers", "__totals.all_customers")
         )
     } else {
         format!(
             "100.0 * {} / {}",
-            ratio("cells.revenue", "cells.customers"),
-            ratio("totals.all_revenue", "totals.all_customers")
+            ratio("__cells.revenue", "__cells.customers"),
+            ratio("__totals.all_revenue", "__totals.all_customers")
         )
     };
     select.push(format!("{index} AS \"index\""));
     let mut joins = vec![
-        "CROSS JOIN totals".to_string(),
-        "JOIN seg ON (seg.__segment IS NOT DISTINCT FROM cells.__segment)".into(),
-        "JOIN byv ON (byv.__by IS NOT DISTINCT FROM cells.__by)".into(),
+        "CROSS JOIN __totals".to_string(),
+        "JOIN __seg ON (__seg.__segment IS NOT DISTINCT FROM __cells.__segment)".into(),
+        "JOIN __byv ON (__byv.__by IS NOT DISTINCT FROM __cells.__by)".into(),
     ];
     if spec.orders.as_ref().is_some_and(|o| o.category.is_some()) {
-        joins.push("LEFT JOIN category_top ON (category_top.__segment IS NOT DISTINCT FROM cells.__segment) AND (category_top.__by IS NOT DISTINCT FROM cells.__by) AND category_top.category_rank = 1".into());
+        joins.push("LEFT JOIN __category_top ON (__category_top.__segment IS NOT DISTINCT FROM __cells.__segment) AND (__category_top.__by IS NOT DISTINCT FROM __cells.__by) AND __category_top.category_rank = 1".into());
     }
     if let Some(m) = &spec.market {
         ctes.push(format!(
-            "market AS (SELECT CAST({by} AS VARCHAR) AS __by, sum(CAST({h} AS {EXACT})) AS households FROM {table} GROUP BY 1)",
+            "__market AS (SELECT CAST({by} AS VARCHAR) AS __by, sum(CAST({h} AS {EXACT})) AS households FROM {table} GROUP BY 1)",
             by = ident(&m.by),
             h = ident(&m.households),
             table = ident(&m.table.value),
         ));
-        ctes.push("market_total AS (SELECT sum(households) AS all_households FROM market)".into());
-        joins.push("LEFT JOIN market ON market.__by = cells.__by CROSS JOIN market_total".into());
-        select.push("CAST(market.households AS DOUBLE) AS households".into());
+        ctes.push(
+            "__market_total AS (SELECT sum(households) AS all_households FROM __market)".into(),
+        );
+        joins.push(
+            "LEFT JOIN __market ON __market.__by = __cells.__by CROSS JOIN __market_total".into(),
+        );
+        select.push("CAST(__market.households AS DOUBLE) AS households".into());
         select.push(format!(
             "{} AS penetration",
-            ratio("cells.customers", "market.households")
+            ratio("__cells.customers", "__market.households")
         ));
         select.push(format!(
             "100.0 * {} / {} AS market_index",
-            ratio("cells.customers", "market.households"),
-            ratio("seg.seg_customers", "market_total.all_households")
+            ratio("__cells.customers", "__market.households"),
+            ratio("__seg.seg_customers", "__market_total.all_households")
         ));
     }
     format!(
-        "WITH {}\nSELECT {}\nFROM cells {}\nORDER BY cells.__segment, cells.__by",
+        "WITH {}\nSELECT {}\nFROM __cells {}\nORDER BY __cells.__segment, __cells.__by",
         ctes.join(",\n"),
         select.join(",\n  "),
         joins.join(" ")

@@ -50,6 +50,10 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
     let Some(mut top) = yaml::map(ctx, root, "") else {
         return out;
     };
+    // First: every SQL text below is expanded with these declarations.
+    if let Some((n, p)) = top.get("vars") {
+        ctx.sql_vars = crate::decode_vars::declared(ctx, n, &p);
+    }
     if let Some((n, p)) = top.required(ctx, "pipeline") {
         out.name = yaml::name(ctx, n, &p).map(|s| s.value);
     }

@@ -10,12 +10,14 @@
 
 mod decode;
 mod decode_models;
+mod decode_vars;
 mod diagnostic;
 mod models;
 mod period;
 mod pipeline;
 mod quote;
 mod sql_refs;
+mod sql_vars;
 mod validate;
 mod vars;
 mod yaml;
@@ -40,6 +42,7 @@ pub use pipeline::{
     SqlStep, Step, StepKind, TextEncoding,
 };
 pub use quote::{quote_ident, quote_literal};
+pub use sql_vars::SqlVar;
 pub use vars::{Mode, Variables};
 
 use diagnostic::Diagnostics;
@@ -107,6 +110,7 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
     let mut ctx = Ctx {
         diags: Diagnostics::default(),
         vars,
+        sql_vars: Default::default(),
     };
     let mut doc = decode::document(&mut ctx, root, &base_dir);
     let execution_order = validate::check(&mut ctx, &mut doc);

@@ -15,8 +15,27 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// segflow's own tables (a model's intermediate tables, generated CTEs) start with this, so no
+/// user table can replace one or be hidden by one.
+pub const RESERVED_PREFIX: &str = "__";
+
 fn check_identifier(ctx: &mut Ctx<'_>, name: &Spanned<String>, path: &str) {
-    if !is_identifier(&name.value) {
+    if name.value.starts_with(RESERVED_PREFIX) {
+        ctx.push(
+            Diagnostic::new(
+                name.loc,
+                path,
+                format!(
+                    "invalid name `{}`: names starting with `{RESERVED_PREFIX}` are reserved",
+                    name.value
+                ),
+            )
+            .with_hint(format!(
+                "segflow names its intermediate tables `{RESERVED_PREFIX}…`; rename it, e.g. `{}`",
+                name.value.trim_start_matches('_')
+            )),
+        );
+    } else if !is_identifier(&name.value) {
         ctx.push(
             Diagnostic::new(name.loc, path, format!("invalid name `{}`", name.value)).with_hint(
                 "names are lowercase letters, digits and `_`, starting with a letter, e.g. `customer_segments`",
@@ -288,5 +307,34 @@ mod tests {
         assert!(!is_identifier("Customer"));
         assert!(!is_identifier("2x"));
         assert!(!is_identifier("a-b"));
+    }
+
+    #[test]
+    fn scratch_table_name_cannot_replace_a_user_source() {
+        // `__rfm__measured` is where step `rfm` keeps its measures: a source of that name would be
+        // replaced by them (or replace them).
+        let mut ctx = Ctx {
+            diags: Default::default(),
+            vars: &crate::Variables::new("2025".parse().expect("period"), BTreeMap::new()),
+            sql_vars: BTreeMap::new(),
+        };
+        check_identifier(
+            &mut ctx,
+            &Spanned::new("__rfm__measured".to_string(), Location::new(3, 3)),
+            "sources",
+        );
+        check_identifier(
+            &mut ctx,
+            &Spanned::new("_rfm".to_string(), Location::new(4, 3)),
+            "sources",
+        );
+        let errors = ctx
+            .diags
+            .into_result(std::path::Path::new("p.yaml"), ())
+            .expect_err("reserved");
+        let text = errors.to_string();
+        assert!(text.contains("p.yaml:3:3"), "{text}");
+        assert!(text.contains("reserved"), "{text}");
+        assert!(!text.contains(":4:3"), "{text}");
     }
 }

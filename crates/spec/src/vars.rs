@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::period::Period;
+use crate::sql_vars::{self, Context, Scanner, SqlVar};
 
 /// Where a string is used decides how a period variable is written into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +14,9 @@ pub enum Mode {
     /// Paths and other text: `${period.start}` → `2025-01-01`.
     Text,
     /// SQL: `${period.start}` → `DATE '2025-01-01'`, `${period}` → `'2025'`, so that
-    /// `order_date < ${period.end}` is a typed comparison, not a string one.
+    /// `order_date < ${period.end}` is a typed comparison, not a string one; user variables
+    /// become literals too (`'EU'`), as declared under `vars:` (see [`SqlVar`]), so a value
+    /// can never change the query. Between quotes a value is escaped for those quotes.
     Sql,
 }
 
@@ -88,20 +91,36 @@ impl Variables {
         })
     }
 
-    /// Expands every `${...}` in `input`; `$${` writes a literal `${`.
+    /// Expands every `${...}` in `input`; `$${` writes a literal `${`. User variables in SQL
+    /// are string literals.
     pub fn interpolate(&self, input: &str, mode: Mode) -> Result<String, VarError> {
+        self.interpolate_declared(input, mode, &BTreeMap::new())
+    }
+
+    /// [`Variables::interpolate`], with how each user variable is written into SQL as the
+    /// pipeline's `vars:` declares it.
+    pub fn interpolate_declared(
+        &self,
+        input: &str,
+        mode: Mode,
+        declared: &BTreeMap<String, SqlVar>,
+    ) -> Result<String, VarError> {
         let mut out = String::with_capacity(input.len());
+        let mut scanner = Scanner::default();
         let mut rest = input;
         while let Some(pos) = rest.find('$') {
             out.push_str(&rest[..pos]);
+            scanner.feed(&rest[..pos]);
             let after = &rest[pos + 1..];
             if let Some(tail) = after.strip_prefix("${") {
                 out.push_str("${");
+                scanner.feed("${");
                 rest = tail;
                 continue;
             }
             let Some(body_start) = after.strip_prefix('{') else {
                 out.push('$');
+                scanner.feed("$");
                 rest = after;
                 continue;
             };
@@ -111,11 +130,46 @@ impl Variables {
                     hint: Some("close it with `}`, or write `$${` for a literal `${`".into()),
                 });
             };
-            out.push_str(&self.expand(&body_start[..close], mode)?);
+            let body = &body_start[..close];
+            out.push_str(&match mode {
+                Mode::Text => self.expand(body, mode)?,
+                Mode::Sql => self.expand_sql(body, declared, scanner.context)?,
+            });
+            scanner.substituted();
             rest = &body_start[close + 1..];
         }
         out.push_str(rest);
         Ok(out)
+    }
+
+    /// A variable written into SQL for its place in the text (see [`sql_vars`]).
+    fn expand_sql(
+        &self,
+        body: &str,
+        declared: &BTreeMap<String, SqlVar>,
+        context: Context,
+    ) -> Result<String, VarError> {
+        let name = body.split(':').next().unwrap_or(body);
+        if name == "period" || name.starts_with("period.") {
+            // Typed literals in code; between quotes the plain text the template asked for.
+            let mode = if context == Context::Code {
+                Mode::Sql
+            } else {
+                Mode::Text
+            };
+            return self.expand(body, mode);
+        }
+        let value = self.expand(body, Mode::Text)?;
+        let kind = declared.get(name).copied().unwrap_or_default();
+        sql_vars::write(&value, kind, context).map_err(|reason| VarError {
+            message: format!("variable `{name}` cannot be used in this SQL: {reason}"),
+            hint: Some(match kind {
+                SqlVar::Number | SqlVar::Date => {
+                    "pass a value of the declared type, or change its `type` under `vars:`".into()
+                }
+                _ => "move the variable out of the quoted text".into(),
+            }),
+        })
     }
 
     fn expand(&self, body: &str, mode: Mode) -> Result<String, VarError> {
@@ -160,7 +214,7 @@ impl Variables {
     }
 }
 
-fn is_var_name(name: &str) -> bool {
+pub(crate) fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
@@ -213,6 +267,47 @@ mod tests {
             v.interpolate("${period.start}", Mode::Text).expect("ok"),
             "2025-01-01"
         );
+    }
+
+    #[test]
+    fn var_with_quote_is_a_literal_not_sql_injection() {
+        let mut values = BTreeMap::new();
+        values.insert("REGION".to_string(), "x' OR '1'='1".to_string());
+        values.insert("MIN".to_string(), "100".to_string());
+        let v = Variables::new("2025".parse().expect("period"), values);
+        assert_eq!(
+            v.interpolate("WHERE region = ${REGION}", Mode::Sql)
+                .expect("ok"),
+            "WHERE region = 'x'' OR ''1''=''1'"
+        );
+        // Quoted by the template: escaped for those quotes, still one value.
+        assert_eq!(
+            v.interpolate(
+                "WHERE region = '${REGION}' AND d >= '${period.start}'",
+                Mode::Sql
+            )
+            .expect("ok"),
+            "WHERE region = 'x'' OR ''1''=''1' AND d >= '2025-01-01'"
+        );
+        // Text (paths) is unchanged.
+        assert_eq!(
+            v.interpolate("${REGION}", Mode::Text).expect("ok"),
+            "x' OR '1'='1"
+        );
+        let mut declared = BTreeMap::new();
+        declared.insert("MIN".to_string(), SqlVar::Number);
+        declared.insert("REGION".to_string(), SqlVar::Raw);
+        assert_eq!(
+            v.interpolate_declared("a > ${MIN} AND ${REGION}", Mode::Sql, &declared)
+                .expect("ok"),
+            "a > 100 AND x' OR '1'='1"
+        );
+        let mut declared = BTreeMap::new();
+        declared.insert("REGION".to_string(), SqlVar::Number);
+        let e = v
+            .interpolate_declared("a > ${REGION}", Mode::Sql, &declared)
+            .expect_err("not a number");
+        assert!(e.message.contains("is not a number"), "{}", e.message);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use crate::vars::{Mode, Variables};
 pub(crate) struct Ctx<'v> {
     pub diags: Diagnostics,
     pub vars: &'v Variables,
+    /// How each user variable is written into SQL, from the pipeline's `vars:`.
+    pub sql_vars: std::collections::BTreeMap<String, crate::SqlVar>,
 }
 
 impl Ctx<'_> {
@@ -198,7 +200,7 @@ fn interpolated(
         );
         return None;
     };
-    match ctx.vars.interpolate(&raw, mode) {
+    match ctx.vars.interpolate_declared(&raw, mode, &ctx.sql_vars) {
         Ok(text) => Some(Spanned::new(text, loc(node))),
         Err(e) => {
             let mut d = Diagnostic::new(loc(node), path, e.message);

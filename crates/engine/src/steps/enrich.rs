@@ -30,6 +30,16 @@ async fn run_enrich(
 ) -> Result<Enriched, RunError> {
     let inputs: Vec<&str> = spec.keys.iter().map(|k| k.input.as_str()).collect();
     require_columns(ctx, step, &spec.input.value, &inputs).await?;
+    let added = segflow_enrich::join::added_columns(spec);
+    super::frames::refuse_clashes(ctx, step, &spec.input.value, &added).await?;
+    if let Some(reserved) = spec.columns.iter().find(|c| c.starts_with("__")) {
+        return Err(RunError::StepInput {
+            step: step.to_string(),
+            message: format!(
+                "reference column `{reserved}`: names starting with `__` are the step's working columns; rename it in a SQL step over the reference first"
+            ),
+        });
+    }
     let input_columns: Vec<String> = ctx
         .table(spec.input.value.as_str())
         .await

@@ -50,6 +50,32 @@ pub(crate) async fn require_columns(
     Ok(())
 }
 
+/// Refuses an input that already has a column the step adds (an output or a working column of
+/// its generated SQL): the result would otherwise hold two columns of one name, or read the
+/// wrong one, instead of failing.
+pub(crate) async fn refuse_clashes(
+    ctx: &SessionContext,
+    step: &str,
+    input: &str,
+    added: &[String],
+) -> Result<(), RunError> {
+    let table = ctx.table(input).await.map_err(df_err(step))?;
+    let schema = table.schema();
+    if let Some(name) = added
+        .iter()
+        .find(|name| schema.fields().iter().any(|f| f.name() == *name))
+    {
+        return Err(RunError::StepInput {
+            step: step.to_string(),
+            message: format!(
+                "input `{input}` already has a column `{name}`, which this step adds to its output; \
+                 rename or drop it in a SQL step before this one"
+            ),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn df_err(step: &str) -> impl Fn(datafusion::error::DataFusionError) -> RunError + '_ {
     move |e| RunError::Step {
         step: step.to_string(),
@@ -89,9 +115,11 @@ pub(crate) async fn materialize_as(
         .map_err(df_err(step))
 }
 
-/// The name of a model's intermediate table; `__` keeps it apart from user names.
+/// The name of a model's intermediate table. Validation refuses user names starting with `__`,
+/// so none can replace it; `__` between step and part (parts never contain `__`) keeps
+/// step `a_b`'s part `c` apart from step `a`'s part `b_c`.
 pub(crate) fn scratch(step: &str, part: &str) -> String {
-    format!("__{step}_{part}")
+    format!("__{step}__{part}")
 }
 
 /// All rows of `sql`, in one batch list.

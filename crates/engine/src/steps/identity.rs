@@ -176,7 +176,7 @@ async fn run_identity(
             quote_ident(&input.from.value)
         );
         let batches = ctx
-            .sql(&sql)
+            .sql_with_options(&sql, crate::steps::frames::read_only())
             .await
             .map_err(step_err)?
             .collect()

@@ -105,6 +105,8 @@ pub(super) async fn fit(
             }
         }
     }
+    let added = segflow_models::lookalike::added_columns(&model);
+    super::frames::refuse_clashes(ctx, step, &spec.prospects.value, &added).await?;
     let df = query(ctx, step, &score_sql(spec, &model)).await?;
     Ok(Fitted {
         df,
@@ -122,6 +124,8 @@ pub(super) async fn apply(
     let mut cols: Vec<&str> = vec![spec.key.as_str()];
     cols.extend(spec.attributes.iter().map(String::as_str));
     require_columns(ctx, step, &spec.prospects.value, &cols).await?;
+    let added = segflow_models::lookalike::added_columns(model);
+    super::frames::refuse_clashes(ctx, step, &spec.prospects.value, &added).await?;
     query(ctx, step, &score_sql(spec, model)).await
 }
 

@@ -119,6 +119,8 @@ pub(super) async fn fit(
         r_squared: r_squared(&x, &y, &b),
         observations: y.len() as u64,
     };
+    let added = segflow_models::potential::added_columns(&model);
+    super::frames::refuse_clashes(ctx, step, &spec.market.value, &added).await?;
     let df = query(ctx, step, &apply_sql(spec, &model)).await?;
     Ok(Fitted {
         df,
@@ -134,6 +136,8 @@ pub(super) async fn apply(
     model: &PotentialModel,
 ) -> Result<DataFrame, RunError> {
     check_inputs(ctx, step, spec).await?;
+    let added = segflow_models::potential::added_columns(model);
+    super::frames::refuse_clashes(ctx, step, &spec.market.value, &added).await?;
     query(ctx, step, &apply_sql(spec, model)).await
 }
 

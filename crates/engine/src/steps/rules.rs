@@ -3,7 +3,7 @@
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
 use segflow_models::rfm::StoredRule;
-use segflow_models::rules::{RulesModel, rules_sql};
+use segflow_models::rules::{RulesModel, added_columns, rules_sql};
 use segflow_spec::{Period, RulesSpec};
 
 use super::{Fitted, query};
@@ -17,6 +17,7 @@ pub(super) async fn fit(
     let model = RulesModel {
         segments: StoredRule::from_spec(&spec.segments),
     };
+    super::frames::refuse_clashes(ctx, step, &spec.input.value, &added_columns()).await?;
     let df = query(ctx, step, &rules_sql(&model, &spec.input.value)).await?;
     let rows = df.clone().count().await.map_err(super::df_err(step))? as u64;
     Ok(Fitted {
@@ -32,6 +33,7 @@ pub(super) async fn apply(
     spec: &RulesSpec,
     model: &RulesModel,
 ) -> Result<DataFrame, RunError> {
+    super::frames::refuse_clashes(ctx, step, &spec.input.value, &added_columns()).await?;
     query(ctx, step, &rules_sql(model, &spec.input.value)).await
 }
 
