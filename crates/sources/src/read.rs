@@ -911,6 +911,7 @@ mod tests {
                 col("amount", ColumnType::Float64, false, None),
             ],
             on_bad_row: OnBadRow::Quarantine,
+            bad_row_limits: segflow_spec::BadRowLimits::default(),
             checks: Vec::new(),
             drift: SchemaDrift::default(),
             sheet: None,
