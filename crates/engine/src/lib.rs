@@ -14,6 +14,7 @@ mod lifetimes;
 mod materialize;
 mod output;
 mod plan;
+mod quarantine;
 mod report;
 mod run;
 mod session;

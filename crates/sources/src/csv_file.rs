@@ -58,6 +58,8 @@ pub(crate) enum FileProblem {
     Scratch(datafusion::arrow::error::ArrowError),
     Header(crate::error::SourceError),
     Arrow(datafusion::arrow::error::ArrowError),
+    /// The source's bad-row limits were broken: reading stops (the sink knows the counts).
+    BadRowLimit,
 }
 
 /// A record reader with the source's dialect; headers are handled by segflow, and rows with
