@@ -284,7 +284,7 @@ fn source(
     let on_bad_row = m
         .get("on_bad_row")
         .and_then(|(n, p)| {
-            let choice = yaml::choice(
+            yaml::choice(
                 ctx,
                 n,
                 &p,
@@ -292,8 +292,7 @@ fn source(
                     ("fail", OnBadRow::Fail),
                     ("quarantine", OnBadRow::Quarantine),
                 ],
-            );
-            choice
+            )
         })
         .unwrap_or(OnBadRow::Fail);
     let max_rows = m
