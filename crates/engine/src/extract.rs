@@ -2,12 +2,8 @@
 //! (bad rows, required columns, schema drift, vintages) before any step sees it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SessionContext;
 use segflow_manifest::{CheckRecord, InputRecord, Manifest, StepRecord};
 use segflow_sources::BadRow;
@@ -15,6 +11,7 @@ use segflow_spec::{OnBadRow, Period, Source, VintageBy, VintageSpec};
 use tracing::{info, warn};
 
 use crate::error::RunError;
+use crate::quarantine::Quarantine;
 
 /// "3 bad row(s) in source `orders`; …: orders.csv:17: column `amount`: …" — the first few
 /// rows by file and line, so the message alone says where to look.
@@ -22,7 +19,11 @@ pub(crate) fn bad_rows_summary(source: &str, total: usize, sample: &[BadRow]) ->
     let first: Vec<String> = sorted_bad_rows(sample)
         .iter()
         .take(3)
-        .map(|b| format!("{}:{}: {}", b.file, b.line, b.reason))
+        .map(|b| match b.line {
+            // Parquet and JSON lines have no lines; their reasons name the file.
+            0 => b.reason.clone(),
+            line => format!("{}:{line}: {}", b.file, b.reason),
+        })
         .collect();
     format!(
         "{total} bad row(s) in source `{source}` (on_bad_row: fail): {}",
@@ -43,8 +44,8 @@ pub(crate) struct Extracted {
     pub check_failures: Vec<String>,
     /// Set when rows were refused under `on_bad_row: fail`.
     pub bad_rows_failure: Option<String>,
-    /// Rows for the quarantine table, under `on_bad_row: quarantine` (possibly none).
-    pub quarantine: Option<Vec<BadRow>>,
+    /// The quarantine table's rows, under `on_bad_row: quarantine` (possibly none).
+    pub quarantine: Option<Quarantine>,
 }
 
 /// The vintage label of a file under `<dir>=<label>/`, if its path has that level.
@@ -151,6 +152,26 @@ pub(crate) async fn extract(
             ),
         });
     }
+    if let Some(stop) = &loaded.stopped {
+        // The read stopped early: what was read is recorded above, the run stops here.
+        let message = format!(
+            "source `{name}`: stopped reading at `{}`: {rejected} bad row(s) among the first {read} rows read, {} (wrong delimiter or encoding?): {}",
+            stop.file,
+            stop.limit,
+            bad_rows_summary(name, rejected, &loaded.bad_row_sample)
+        );
+        manifest.steps.push(source_record(
+            name,
+            &files,
+            &loaded.rows_per_file,
+            &loaded.rejected_per_file,
+            started,
+            vintage_record,
+        ));
+        return Err(RunError::BadRows {
+            summaries: vec![message],
+        });
+    }
     let mut extracted = Extracted::default();
     for warning in &loaded.drift_warnings {
         warn!(source = %name, "schema drift: {warning}");
@@ -174,7 +195,28 @@ pub(crate) async fn extract(
             if rejected > 0 {
                 warn!(source = %name, rows = rejected, "rows quarantined");
             }
-            extracted.quarantine = Some(quarantined_rows(name, &loaded)?);
+            let mut bad_rows = loaded.bad_rows;
+            if let Some(segflow_sources::BadRowSource::File(path)) = &mut bad_rows {
+                // The source's scratch directory goes when its last reader has run; the bad
+                // rows are read at the end, when the quarantine is written.
+                let kept = space
+                    .table_dir(&format!("{name}.quarantine"))
+                    .and_then(|dir| {
+                        let to = dir.join("bad_rows.arrow");
+                        std::fs::rename(&*path, &to)?;
+                        Ok(to)
+                    })
+                    .map_err(|e| RunError::Step {
+                        step: name.clone(),
+                        source: Box::new(e),
+                    })?;
+                *path = kept;
+            }
+            extracted.quarantine = Some(Quarantine {
+                source: name.clone(),
+                rows: rejected,
+                bad_rows,
+            });
         }
     }
     for (column, nulls) in source.schema.iter().zip(&loaded.null_counts) {
@@ -229,22 +271,43 @@ pub(crate) async fn extract(
         info!(source = %name, vintage = %v["chosen"], "vintage");
     }
     info!(source = %name, files = files.len(), rows = read, rejected, seconds = started.elapsed().as_secs_f64(), "source read");
-    manifest.steps.push(StepRecord {
-        name: name.clone(),
+    manifest.steps.push(source_record(
+        name,
+        &files,
+        &loaded.rows_per_file,
+        &loaded.rejected_per_file,
+        started,
+        vintage_record,
+    ));
+    rows.insert(name.clone(), rows_in_use);
+    Ok(extracted)
+}
+
+/// The manifest's record of a source: rows read, accepted and rejected, per file read.
+fn source_record(
+    name: &str,
+    files: &[segflow_sources::InputFile],
+    rows_per_file: &[usize],
+    rejected_per_file: &[usize],
+    started: Instant,
+    vintage: Option<serde_json::Value>,
+) -> StepRecord {
+    let read: usize = rows_per_file.iter().sum();
+    let rejected: usize = rejected_per_file.iter().sum();
+    StepRecord {
+        name: name.to_string(),
         kind: "source".into(),
         inputs: files
             .iter()
-            .zip(&loaded.rows_per_file)
+            .zip(rows_per_file)
             .map(|(f, r)| (f.url.clone(), *r as u64))
             .collect(),
         rows_read: read as u64,
-        rows_written: accepted as u64,
+        rows_written: read.saturating_sub(rejected) as u64,
         rows_rejected: rejected as u64,
         seconds: started.elapsed().as_secs_f64(),
-        parameters: vintage_record.map(|v| serde_json::json!({ "vintage": v })),
-    });
-    rows.insert(name.clone(), rows_in_use);
-    Ok(extracted)
+        parameters: vintage.map(|v| serde_json::json!({ "vintage": v })),
+    }
 }
 
 /// Keeps only the rows of the vintage in effect (by a column's value) and re-registers the
@@ -298,76 +361,4 @@ async fn filter_column_vintage(
             source: Box::new(e),
         })?;
     Ok((chosen, available, kept))
-}
-
-/// Every bad row of a source, read back from the file the reader streamed them to.
-fn quarantined_rows(
-    source: &str,
-    loaded: &segflow_sources::LoadedSource,
-) -> Result<Vec<BadRow>, RunError> {
-    let Some(path) = &loaded.bad_rows_file else {
-        return Ok(Vec::new());
-    };
-    let error = |e: arrow::error::ArrowError| RunError::Step {
-        step: source.to_string(),
-        source: Box::new(e.into()),
-    };
-    let mut rows = Vec::with_capacity(loaded.rows_rejected());
-    for batch in segflow_sources::read_bad_rows(path).map_err(error)? {
-        let batch = batch.map_err(error)?;
-        let text = |i: usize| batch.column(i).as_string_opt::<i32>();
-        let (Some(file), Some(line), Some(raw), Some(reason)) = (
-            text(0),
-            batch.column(1).as_primitive_opt::<Int64Type>(),
-            text(2),
-            text(3),
-        ) else {
-            return Err(error(arrow::error::ArrowError::SchemaError(
-                "bad-rows file with unexpected columns".into(),
-            )));
-        };
-        rows.extend((0..batch.num_rows()).map(|i| BadRow {
-            file: file.value(i).to_string(),
-            line: u64::try_from(line.value(i)).unwrap_or_default(),
-            raw: raw.value(i).to_string(),
-            reason: reason.value(i).to_string(),
-        }));
-    }
-    Ok(rows)
-}
-
-/// The quarantine table of a source: one row per rejected row, in file and line order.
-pub(crate) fn quarantine_batch(
-    source: &str,
-    bad_rows: &[BadRow],
-) -> Result<(SchemaRef, RecordBatch), RunError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("source", DataType::Utf8, false),
-        Field::new("file", DataType::Utf8, false),
-        Field::new("line", DataType::Int64, false),
-        Field::new("raw", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-    ]));
-    let rows = sorted_bad_rows(bad_rows);
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|_| source))),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.file.as_str()),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter()
-                .map(|r| i64::try_from(r.line).unwrap_or(i64::MAX)),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.raw.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.reason.as_str()),
-        )),
-    ];
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| RunError::Step {
-        step: source.to_string(),
-        source: Box::new(e.into()),
-    })?;
-    Ok((schema, batch))
 }

@@ -16,6 +16,7 @@ mod materialize;
 mod output;
 mod pauses;
 mod plan;
+mod quarantine;
 mod recovery;
 mod report;
 mod run;

@@ -1,10 +1,9 @@
 //! Output: each output table sorted into a total order and written as deterministic Parquet
 //! into its staging directory (committed later, all at once, by the run).
 
-use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::execution::context::SessionContext;
@@ -12,7 +11,7 @@ use datafusion::logical_expr::{Expr, SortExpr, cast};
 use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
 use segflow_manifest::{Manifest, OutputFile};
-use segflow_sinks::{StagedTable, TableWriter, partition_dir, write_table};
+use segflow_sinks::{StagedTable, TableWriter, partition_dir};
 use segflow_spec::{Output, Period, Pipeline};
 use sha2::{Digest, Sha256};
 use tracing::info;
@@ -167,35 +166,6 @@ pub(crate) async fn stage_output(
     }
     info!(output = %name, rows = table.files.iter().map(|f| f.rows).sum::<u64>(), files = table.files.len(), path = %root.display(), "output staged");
     Ok(table)
-}
-
-/// Writes one period of a table into its staging directory.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn stage_batches(
-    root: &Path,
-    period: Period,
-    run_id: &str,
-    schema: SchemaRef,
-    batches: &[RecordBatch],
-    sub_partitions: &[String],
-    max_rows_per_file: usize,
-    metadata: &[(String, String)],
-) -> Result<StagedTable, RunError> {
-    let table = StagedTable {
-        root: root.to_path_buf(),
-        run_id: run_id.to_string(),
-        period_dir: partition_dir("period", Some(&period.to_string())),
-        files: Vec::new(),
-    };
-    let files = write_table(
-        &table.staged_period(),
-        schema,
-        batches,
-        sub_partitions,
-        max_rows_per_file,
-        metadata,
-    )?;
-    Ok(StagedTable { files, ..table })
 }
 
 pub(crate) fn output_files(table: &StagedTable) -> Vec<OutputFile> {

@@ -16,12 +16,13 @@ use segflow_spec::{Period, Pipeline};
 use tracing::{info, warn};
 
 use crate::error::RunError;
-use crate::extract::{extract, quarantine_batch};
+use crate::extract::extract;
 use crate::lifetimes::LastUse;
 use crate::locks::{Holder, lock_commit, lock_period, lock_run, run_lock_path};
 use crate::materialize::{Scratch, materialize, release};
-use crate::output::{file_metadata, inputs_fingerprint, output_files, stage_batches, stage_output};
+use crate::output::{file_metadata, inputs_fingerprint, output_files, stage_output};
 use crate::pauses::Pauses;
+use crate::quarantine::stage_quarantine;
 use crate::recovery::{recover_dead_runs, sweep_run};
 use crate::session::session;
 use crate::steps::model::stage_artifact;
@@ -304,9 +305,7 @@ async fn execute_in(
         .await?;
         failures.extend(extracted.check_failures);
         bad_rows.extend(extracted.bad_rows_failure);
-        if let Some(q) = extracted.quarantine {
-            quarantined.push((source.name.value.clone(), q));
-        }
+        quarantined.extend(extracted.quarantine);
     }
     manifest
         .timings
@@ -420,24 +419,16 @@ async fn execute_in(
     let metadata = file_metadata(pipeline, request, manifest);
     let mut staged = Vec::with_capacity(pipeline.outputs.len() + quarantined.len());
     let quarantine_root = local_path("output_dir", &pipeline.output_dir)?.join("quarantine");
-    for (source, bad) in &quarantined {
-        let (schema, batch) = quarantine_batch(source, bad)?;
+    for quarantine in &quarantined {
+        let source = &quarantine.source;
         let root = quarantine_root.join(source);
-        let table = stage_batches(
-            &root,
-            request.period,
-            run_id,
-            schema,
-            &[batch],
-            &[],
-            1_000_000,
-            &metadata,
-        )?;
+        let (table, rows) =
+            stage_quarantine(quarantine, &root, request.period, run_id, &metadata).await?;
         manifest.outputs.push(OutputRecord {
             output: format!("quarantine/{source}"),
             from: source.clone(),
             path: root.display().to_string(),
-            rows: bad.len() as u64,
+            rows,
             files: output_files(&table),
             committed: false,
         });

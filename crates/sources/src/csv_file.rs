@@ -58,6 +58,8 @@ pub(crate) enum FileProblem {
     Scratch(datafusion::arrow::error::ArrowError),
     Header(crate::error::SourceError),
     Arrow(datafusion::arrow::error::ArrowError),
+    /// The source's bad-row limits were broken: reading stops (the sink knows the counts).
+    BadRowLimit,
 }
 
 /// A record reader with the source's dialect; headers are handled by segflow, and rows with
@@ -459,12 +461,18 @@ impl Chunks<'_> {
                 file: file.to_string(),
                 line: lines.line_at(text, from),
                 raw: if self.redact.iter().any(|r| *r) {
-                    protected_raw(record, self.redact, self.header_len, opts.delimiter)
+                    capped_raw(&protected_raw(
+                        record,
+                        self.redact,
+                        self.header_len,
+                        opts.delimiter,
+                    ))
                 } else {
-                    text.get(from..to)
-                        .unwrap_or_default()
-                        .trim_end_matches(['\r', '\n'])
-                        .to_string()
+                    capped_raw(
+                        text.get(from..to)
+                            .unwrap_or_default()
+                            .trim_end_matches(['\r', '\n']),
+                    )
                 },
                 reason,
             };
@@ -595,6 +603,30 @@ fn open_quote(raw: &[u8], opts: &CsvOptions) -> Option<usize> {
         S::Quoted(q) | S::Escaped(q) => Some(q),
         _ => None,
     }
+}
+
+/// Bytes of a bad row's raw text kept for the quarantine and messages. A record is as long
+/// as its text up to the next record boundary, so a quote that spans half a file makes one
+/// record of gigabytes: held whole it would cost that much memory per bad row, and past
+/// 2 GiB an Arrow string column cannot even hold it (its offsets are 32-bit).
+pub(crate) const MAX_RAW_BYTES: usize = 64 * 1024;
+
+/// `raw` as kept: whole up to [`MAX_RAW_BYTES`], else its first bytes (cut at a character
+/// boundary) and a marker with the record's full length, so the cut is never mistaken for
+/// the record.
+pub(crate) fn capped_raw(raw: &str) -> String {
+    if raw.len() <= MAX_RAW_BYTES {
+        return raw.to_string();
+    }
+    let mut end = MAX_RAW_BYTES;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [raw text cut: first {end} of {} bytes]",
+        &raw[..end],
+        raw.len()
+    )
 }
 
 /// The raw text of a bad row of a source with personal columns. Field positions say which
@@ -744,6 +776,37 @@ mod tests {
         for bad in &r.bad_rows {
             assert!(!bad.reason.contains("4670"), "{}", bad.reason);
         }
+    }
+
+    /// Regression (issue 11 item 6, "a `raw` column over 2 GiB panics"): a quoted field that
+    /// spans a large part of the file made one bad row whose raw text was all of it.
+    #[test]
+    fn an_absurdly_long_bad_record_keeps_only_its_head_and_its_length() {
+        let declared = [
+            col("id", ColumnType::Int64, false),
+            col("name", ColumnType::String, false),
+        ];
+        // 300 000 lines swallowed by one quoted field (3.9 MB), plus an extra field: one
+        // record with the wrong number of fields; 'é' is two bytes, so the cut falls inside
+        // a character unless it is moved to a boundary.
+        let swallowed = "é line\n".repeat(300_000);
+        let text = format!("id,name\n12345,\"{swallowed}\",extra\n2,b\n");
+        let r = read(text.as_bytes(), &CsvOptions::default(), &declared);
+        assert_eq!(r.records, 2);
+        assert_eq!(r.bad_rows.len(), 1);
+        let raw = &r.bad_rows[0].raw;
+        let full = format!("12345,\"{swallowed}\",extra").len();
+        // By hand: `12345,"` is 7 bytes, each line 8 (é is 2), `",extra` 7. Byte 65 536 is
+        // then the second byte of an é (65 536 - 7 = 8 x 8191 + 1): the cut moves to 65 535.
+        assert_eq!(full, 7 + 8 * 300_000 + 7);
+        assert!(raw.len() < MAX_RAW_BYTES + 100, "{}", raw.len());
+        assert!(raw.starts_with("12345,\"é line\n"));
+        assert!(
+            raw.ends_with("é line\n… [raw text cut: first 65535 of 2400014 bytes]"),
+            "{}",
+            raw.chars().rev().take(60).collect::<String>()
+        );
+        assert_eq!(capped_raw("short"), "short");
     }
 
     #[test]

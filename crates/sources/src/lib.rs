@@ -8,6 +8,7 @@ mod checksum;
 mod csv_file;
 mod error;
 mod location;
+mod lossless;
 mod privacy;
 mod read;
 mod schema;
@@ -21,6 +22,9 @@ pub use csv_file::BadRow;
 pub use error::SourceError;
 pub use location::{InputFile, list_files};
 pub use privacy::pseudonymize;
-pub use read::{BAD_ROW_SAMPLE, LoadedSource, bad_rows_schema, load, read_bad_rows, scan};
+pub use read::{
+    BAD_ROW_SAMPLE, BadRowSource, BadRowStop, LoadedSource, bad_row_stream, bad_rows_of,
+    bad_rows_schema, load, read_bad_rows, scan,
+};
 pub use schema::arrow_type;
 pub use scratch_table::scratch_table;

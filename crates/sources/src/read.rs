@@ -24,11 +24,13 @@ use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
 use datafusion::functions_aggregate::expr_fn::count;
-use datafusion::logical_expr::{Expr, cast, lit};
+use datafusion::logical_expr::{Expr, cast, lit, when};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
 use futures::StreamExt;
 use object_store::{GetResultPayload, ObjectStoreExt};
-use segflow_spec::{CsvOptions, Format, Source};
+use segflow_spec::{BadRowLimits, CsvOptions, Format, OnBadRow, Source};
 use sha2::{Digest, Sha256};
 
 use crate::csv_file::{BadRow, FileProblem, csv_reader};
@@ -56,9 +58,13 @@ pub struct LoadedSource {
     pub rejected_per_file: Vec<usize>,
     /// The first [`BAD_ROW_SAMPLE`] bad rows, in file and line order, for messages.
     pub bad_row_sample: Vec<BadRow>,
-    /// Every bad row, in file and line order, as an Arrow IPC file with the columns of
-    /// [`bad_rows_schema`]; `None` when there are none. Read it with [`read_bad_rows`].
-    pub bad_rows_file: Option<PathBuf>,
+    /// Every bad row, in file and line order, with the columns of [`bad_rows_schema`], under
+    /// `on_bad_row: quarantine`; `None` when there are none. Stream it with
+    /// [`bad_row_stream`].
+    pub bad_rows: Option<BadRowSource>,
+    /// Set when the source's bad-row limits stopped the read: the files after the one
+    /// named were not read, and that one only up to the rows counted.
+    pub stopped: Option<BadRowStop>,
     /// SHA-256 (hex) per input file, of the very bytes that were parsed.
     pub sha256_per_file: Vec<String>,
     /// Text encoding per file (CSV: as declared or detected; other formats: their own).
@@ -69,6 +75,42 @@ pub struct LoadedSource {
     pub rows_in_table: usize,
     /// Column drift tolerated by the source's `schema_drift` policy, per file.
     pub drift_warnings: Vec<String>,
+}
+
+/// Where a source's bad rows are, to be streamed into its quarantine table.
+#[derive(Debug)]
+pub enum BadRowSource {
+    /// CSV and Excel: the Arrow IPC scratch file the reader streamed them to.
+    File(PathBuf),
+    /// Parquet and JSON lines: a lazy plan over the files (rows a declared type would lose
+    /// information of), sorted.
+    Plan(DataFrame),
+}
+
+/// A read stopped by the source's bad-row limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRowStop {
+    /// The file being read when the limit was broken.
+    pub file: String,
+    /// The limit, as `more than max_bad_rows: 1000`.
+    pub limit: String,
+}
+
+/// The bad rows of a source, batch by batch, in the columns of [`bad_rows_schema`]: memory
+/// stays at a batch whatever their number.
+pub async fn bad_row_stream(
+    bad: &BadRowSource,
+) -> Result<SendableRecordBatchStream, DataFusionError> {
+    match bad {
+        BadRowSource::File(path) => {
+            let batches = read_bad_rows(path)?.map(|b| b.map_err(DataFusionError::from));
+            Ok(Box::pin(RecordBatchStreamAdapter::new(
+                bad_rows_schema(),
+                futures::stream::iter(batches),
+            )))
+        }
+        BadRowSource::Plan(df) => df.clone().execute_stream().await,
+    }
 }
 
 impl LoadedSource {
@@ -98,7 +140,7 @@ pub fn bad_rows_schema() -> SchemaRef {
     ]))
 }
 
-/// The batches of a bad-rows file ([`LoadedSource::bad_rows_file`]), one at a time.
+/// The batches of a bad-rows file ([`BadRowSource::File`]), one at a time.
 pub fn read_bad_rows(
     path: &Path,
 ) -> Result<impl Iterator<Item = Result<RecordBatch, ArrowError>> + use<>, ArrowError> {
@@ -229,46 +271,56 @@ async fn scan_file(
             let exprs = declared_exprs(source, &matched.per_declared_column, &names);
             Ok((df.select(exprs).map_err(err)?, matched.warnings))
         }
-        Format::Parquet => {
-            let options = ParquetReadOptions {
-                file_extension: "",
-                ..ParquetReadOptions::default()
-            };
-            let df = ctx
-                .read_parquet(file.url.as_str(), options)
-                .await
-                .map_err(err)?;
-            select_declared(source, file, df)
-        }
-        Format::JsonLines => {
-            let schema = declared_schema(source);
-            let options = JsonReadOptions {
-                schema: Some(&schema),
-                file_extension: "",
-                ..JsonReadOptions::default()
-            };
-            let df = ctx
-                .read_json(file.url.as_str(), options)
-                .await
-                .map_err(err)?;
-            select_declared(source, file, df)
+        Format::Parquet | Format::JsonLines => {
+            let (checked, warnings) = scan_checked(ctx, source, file).await?;
+            let df = crate::lossless::accepted(source, checked).map_err(err)?;
+            Ok((df, warnings))
         }
     }
 }
 
-/// Self-describing files (Parquet): find each declared column by name and cast it to the
-/// declared type, so a source has the same schema whatever wrote the file.
-fn select_declared(
+/// Self-describing files (Parquet, JSON lines): each declared column found by name and cast
+/// to its declared type, so a source has the same schema whatever wrote the file — as a
+/// checked frame (see [`crate::lossless`]) that marks the rows a cast would lose
+/// information of.
+async fn scan_checked(
+    ctx: &SessionContext,
     source: &Source,
     file: &InputFile,
-    df: DataFrame,
 ) -> Result<(DataFrame, Vec<String>), SourceError> {
-    let names: Vec<String> = df
+    let err = |e| read_error(source, file, e);
+    let df = if source.format == Format::Parquet {
+        let options = ParquetReadOptions {
+            file_extension: "",
+            ..ParquetReadOptions::default()
+        };
+        ctx.read_parquet(file.url.as_str(), options)
+            .await
+            .map_err(err)?
+    } else {
+        let schema = Schema::new(
+            source
+                .schema
+                .iter()
+                .map(|c| Field::new(&c.name, crate::lossless::json_read_type(c.data_type), true))
+                .collect::<Vec<_>>(),
+        );
+        let options = JsonReadOptions {
+            schema: Some(&schema),
+            file_extension: "",
+            ..JsonReadOptions::default()
+        };
+        ctx.read_json(file.url.as_str(), options)
+            .await
+            .map_err(err)?
+    };
+    let fields: Vec<(String, DataType)> = df
         .schema()
         .fields()
         .iter()
-        .map(|f| f.name().clone())
+        .map(|f| (f.name().clone(), f.data_type().clone()))
         .collect();
+    let names: Vec<String> = fields.iter().map(|(n, _)| n.clone()).collect();
     let matched = match_columns(
         &source.name.value,
         &file.url,
@@ -276,9 +328,16 @@ fn select_declared(
         &source.schema,
         source.drift,
     )?;
-    let exprs = declared_exprs(source, &matched.per_declared_column, &names);
-    let df = df.select(exprs).map_err(|e| read_error(source, file, e))?;
-    Ok((df, matched.warnings))
+    let columns: Vec<crate::lossless::FileColumn<'_>> = matched
+        .per_declared_column
+        .iter()
+        .map(|pos| crate::lossless::FileColumn {
+            name: pos.map(|i| fields[i].0.as_str()),
+            file_type: pos.map(|i| &fields[i].1),
+        })
+        .collect();
+    let checked = crate::lossless::checked_frame(source, &file.url, df, &columns).map_err(err)?;
+    Ok((checked, matched.warnings))
 }
 
 /// Each declared column by name, cast to its declared type; NULL where the file lacks it
@@ -407,22 +466,67 @@ impl std::fmt::Debug for IpcSink {
     }
 }
 
-/// Bad rows streamed to a scratch file (created at the first one), with counts and a sample.
+/// Bad rows streamed to a scratch file (created at the first one), with counts and a sample,
+/// and the source's bad-row limits checked as the rows come.
 #[derive(Debug)]
 struct BadRowSink {
     path: PathBuf,
     writer: Option<IpcSink>,
-    /// Bad rows of the file being read.
+    /// Whether the rows are kept (`on_bad_row: quarantine`); under `fail` the counts and the
+    /// sample are all a message needs, and a wrong delimiter would write the whole file again.
+    keep: bool,
+    limits: BadRowLimits,
+    /// Records and bad rows of the file being read.
+    records_in_file: usize,
     in_file: usize,
+    /// Records and bad rows of the source so far, which the limits are judged on.
+    records: u64,
+    rejected: u64,
+    /// The limit broken, once it is.
+    broken: Option<String>,
     sample: Vec<BadRow>,
 }
 
 impl BadRowSink {
+    fn new(path: PathBuf, keep: bool, limits: BadRowLimits) -> Self {
+        Self {
+            path,
+            writer: None,
+            keep,
+            limits,
+            records_in_file: 0,
+            in_file: 0,
+            records: 0,
+            rejected: 0,
+            broken: None,
+            sample: Vec::new(),
+        }
+    }
+
+    /// Counts a chunk's records and bad rows, keeps the bad rows; fails with
+    /// [`FileProblem::BadRowLimit`] once the limits are broken, which stops the read.
+    fn take(&mut self, records: usize, rows: Vec<BadRow>) -> Result<(), FileProblem> {
+        self.records_in_file += records;
+        self.records += records as u64;
+        self.rejected += rows.len() as u64;
+        self.write(rows).map_err(FileProblem::Scratch)?;
+        if let Some(limit) = self.limits.exceeded(self.records, self.rejected) {
+            self.broken = Some(limit);
+            return Err(FileProblem::BadRowLimit);
+        }
+        Ok(())
+    }
+
     fn write(&mut self, rows: Vec<BadRow>) -> Result<(), ArrowError> {
         if rows.is_empty() {
             return Ok(());
         }
         self.in_file += rows.len();
+        if !self.keep {
+            let room = BAD_ROW_SAMPLE.saturating_sub(self.sample.len());
+            self.sample.extend(rows.into_iter().take(room));
+            return Ok(());
+        }
         let batch = RecordBatch::try_new(
             bad_rows_schema(),
             vec![
@@ -467,7 +571,7 @@ impl CsvOutput {
         for (count, n) in self.null_counts.iter_mut().zip(&typed.null_counts) {
             *count += n;
         }
-        self.bad.write(typed.bad_rows).map_err(FileProblem::Scratch)
+        self.bad.take(typed.records, typed.bad_rows)
     }
 }
 
@@ -528,14 +632,18 @@ async fn open_raw(file: &InputFile) -> Result<Box<dyn Read + Send>, object_store
     }
 }
 
+/// What reading one file into the source's output came to.
+type FileRead = Option<(crate::stream::StreamedFile, String)>;
+
 /// Reads one CSV or Excel file into `out`; returns records read, encoding, drift warnings
-/// and the SHA-256 of the file.
+/// and the SHA-256 of the file — or `None` when the source's bad-row limits stopped the read
+/// (`out` then holds the counts up to there).
 async fn load_csv_file(
     source: &Source,
     file: &InputFile,
     job: &CsvFileJob,
     mut out: CsvOutput,
-) -> Result<(crate::stream::StreamedFile, String, CsvOutput), SourceError> {
+) -> Result<(FileRead, CsvOutput), SourceError> {
     let io = |error| SourceError::Io {
         source_name: source.name.value.clone(),
         file: file.url.clone(),
@@ -587,20 +695,26 @@ async fn load_csv_file(
             on_bad_row: job.source.on_bad_row,
         };
         out.bad.in_file = 0;
+        out.bad.records_in_file = 0;
         let result = crate::stream::read_ahead(raw, |input| {
             read_csv_stream(input, compression, csv_job, &transform, &mut |typed| {
                 out.take(typed)
             })
         });
-        result.map(|(read, sha)| (read, sha, out))
+        (result, out)
     })
     .await
     .map_err(|e| read_error(source, file, DataFusionError::External(Box::new(e))))?;
-    let (mut read, sha, out) = parsed.map_err(|p| problem(source, file, Some(&scratch_path), p))?;
-    if xlsx {
-        read.encoding = "xlsx";
+    match parsed {
+        (Ok((mut read, sha)), out) => {
+            if xlsx {
+                read.encoding = "xlsx";
+            }
+            Ok((Some((read, sha256.unwrap_or(sha))), out))
+        }
+        (Err(FileProblem::BadRowLimit), out) => Ok((None, out)),
+        (Err(p), _) => Err(problem(source, file, Some(&scratch_path), p)),
     }
-    Ok((read, sha256.unwrap_or(sha), out))
 }
 
 /// A whole-file problem as the source error naming the file.
@@ -627,6 +741,12 @@ fn problem(
             source_name: source.name.value.clone(),
             path: scratch.unwrap_or_default().to_string(),
             error: Box::new(e.into()),
+        },
+        // Handled by the caller, which keeps the counts; never an error of its own.
+        FileProblem::BadRowLimit => SourceError::Decode {
+            source_name: source.name.value.clone(),
+            file: file.url.clone(),
+            message: "the bad-row limits were broken".into(),
         },
     }
 }
@@ -698,12 +818,11 @@ async fn load_csv_source(
     let mut out = CsvOutput {
         table: IpcSink::create(table_path.clone(), &table_schema)
             .map_err(|e| scratch_error(&table_path, e))?,
-        bad: BadRowSink {
-            path: scratch.join(scratch_name(source, ".bad_rows.arrow")),
-            writer: None,
-            in_file: 0,
-            sample: Vec::new(),
-        },
+        bad: BadRowSink::new(
+            scratch.join(scratch_name(source, ".bad_rows.arrow")),
+            source.on_bad_row == OnBadRow::Quarantine,
+            source.bad_row_limits,
+        ),
         null_counts: vec![0; source.schema.len()],
     };
     let job = CsvFileJob {
@@ -729,7 +848,8 @@ async fn load_csv_source(
         rows_per_file: Vec::with_capacity(files.len()),
         rejected_per_file: Vec::with_capacity(files.len()),
         bad_row_sample: Vec::new(),
-        bad_rows_file: None,
+        bad_rows: None,
+        stopped: None,
         sha256_per_file: Vec::with_capacity(files.len()),
         encodings: Vec::with_capacity(files.len()),
         null_counts: Vec::new(),
@@ -742,10 +862,24 @@ async fn load_csv_source(
             chunk_bytes: chunk_size(file, job.chunk_bytes, job.workers),
             ..job.clone()
         };
-        let (read, sha256, next) = load_csv_file(source, file, &job, out).await?;
+        let (read, next) = load_csv_file(source, file, &job, out).await?;
         out = next;
-        loaded.rows_per_file.push(read.records);
         loaded.rejected_per_file.push(out.bad.in_file);
+        let Some((read, sha256)) = read else {
+            // Stopped: the rows counted so far are what was read; the file's checksum
+            // would take reading it to its end, which is what stopping avoids.
+            loaded.rows_per_file.push(out.bad.records_in_file);
+            loaded
+                .encodings
+                .push(crate::stream::TextDecoder::new(job.opts.encoding).name());
+            loaded.sha256_per_file.push(String::new());
+            loaded.stopped = Some(BadRowStop {
+                file: file.url.clone(),
+                limit: out.bad.broken.clone().unwrap_or_default(),
+            });
+            break;
+        };
+        loaded.rows_per_file.push(read.records);
         loaded.encodings.push(read.encoding);
         loaded.drift_warnings.extend(read.warnings);
         loaded.sha256_per_file.push(sha256);
@@ -761,7 +895,7 @@ async fn load_csv_source(
     loaded.bad_row_sample = bad.sample;
     if let Some(writer) = bad.writer {
         let (bad_path, _) = writer.finish().map_err(|e| scratch_error(&bad.path, e))?;
-        loaded.bad_rows_file = Some(bad_path);
+        loaded.bad_rows = Some(BadRowSource::File(bad_path));
     }
     loaded.table = ipc_table(&path, table_schema, rows).map_err(|e| SourceError::Scratch {
         source_name: source.name.value.clone(),
@@ -786,7 +920,9 @@ fn ipc_table(
 }
 
 /// Parquet and JSON lines: one lazy frame per file (declared names and types), unioned and
-/// protected in the plan. The manifest's counts come from one streaming aggregate per file.
+/// protected in the plan. The manifest's counts come from one streaming aggregate per file,
+/// which also counts the rows a declared type would lose information of (bad rows, see
+/// [`crate::lossless`]); the table holds the others.
 async fn load_lazy_source(
     ctx: &SessionContext,
     source: &Source,
@@ -798,74 +934,118 @@ async fn load_lazy_source(
             declared_schema(source),
         ))),
         rows_per_file: Vec::with_capacity(files.len()),
-        rejected_per_file: vec![0; files.len()],
+        rejected_per_file: Vec::with_capacity(files.len()),
         bad_row_sample: Vec::new(),
-        bad_rows_file: None,
+        bad_rows: None,
+        stopped: None,
         sha256_per_file: Vec::with_capacity(files.len()),
         encodings: Vec::with_capacity(files.len()),
         null_counts: vec![0; source.schema.len()],
         rows_in_table: 0,
         drift_warnings: Vec::new(),
     };
-    let mut frames = Vec::with_capacity(files.len());
+    let (mut frames, mut rejected_frames) = (Vec::new(), Vec::new());
     for file in files {
-        let (df, warnings) = scan_file(ctx, source, file).await?;
+        let err = |e| read_error(source, file, e);
+        let (checked, warnings) = scan_checked(ctx, source, file).await?;
         loaded.drift_warnings.extend(warnings);
-        let mut counts = vec![count(lit(1)).alias("__rows")];
-        counts.extend(
-            source
-                .schema
-                .iter()
-                .enumerate()
-                .map(|(i, c)| count(column(&c.name)).alias(format!("__non_null_{i}"))),
-        );
-        let counting = async { df.clone().aggregate(Vec::new(), counts)?.collect().await };
+        let bad = column(crate::lossless::BAD);
+        let mut counts = vec![
+            count(lit(1)).alias("__rows"),
+            count(when(bad.clone(), lit(1)).end().map_err(err)?).alias("__rejected"),
+        ];
+        for (i, c) in source.schema.iter().enumerate() {
+            // NULLs among the accepted rows only, as for CSV.
+            let accepted_value = when(!bad.clone(), column(&c.name)).end().map_err(err)?;
+            counts.push(count(accepted_value).alias(format!("__non_null_{i}")));
+        }
+        let counting = async {
+            checked
+                .clone()
+                .aggregate(Vec::new(), counts)?
+                .collect()
+                .await
+        };
         let hashing = crate::checksum::sha256_of(file.store.as_ref(), &file.path);
         let (batches, sha256) = futures::join!(counting, hashing);
-        let batches = batches.map_err(|e| read_error(source, file, e))?;
+        let batches = batches.map_err(err)?;
         let sha256 = sha256.map_err(|error| SourceError::Io {
             source_name: source.name.value.clone(),
             file: file.url.clone(),
             error,
         })?;
-        let values: Vec<i64> = match batches.iter().find(|b| b.num_rows() > 0) {
+        let values: Vec<usize> = match batches.iter().find(|b| b.num_rows() > 0) {
             Some(batch) => batch
                 .columns()
                 .iter()
                 .map(|c| {
                     c.as_primitive_opt::<Int64Type>()
                         .filter(|a| !a.is_empty() && a.is_valid(0))
-                        .map_or(0, |a| a.value(0))
+                        .map_or(0, |a| usize::try_from(a.value(0)).unwrap_or(0))
                 })
                 .collect(),
-            None => vec![0; source.schema.len() + 1],
+            None => vec![0; source.schema.len() + 2],
         };
-        let rows = usize::try_from(values.first().copied().unwrap_or(0)).unwrap_or(0);
-        for (nulls, non_null) in loaded.null_counts.iter_mut().zip(&values[1..]) {
-            *nulls += rows.saturating_sub(usize::try_from(*non_null).unwrap_or(0));
+        let (rows, rejected) = (values[0], values[1]);
+        let accepted = rows.saturating_sub(rejected);
+        for (nulls, non_null) in loaded.null_counts.iter_mut().zip(&values[2..]) {
+            *nulls += accepted.saturating_sub(*non_null);
         }
         loaded.rows_per_file.push(rows);
-        loaded.rows_in_table += rows;
+        loaded.rejected_per_file.push(rejected);
+        loaded.rows_in_table += accepted;
         loaded.encodings.push(source.format.name());
         loaded.sha256_per_file.push(sha256);
-        frames.push(df);
+        if rejected > 0 {
+            rejected_frames
+                .push(crate::lossless::rejected(&file.url, checked.clone()).map_err(err)?);
+        }
+        frames.push(crate::lossless::accepted(source, checked).map_err(err)?);
+        // The files were read whole to be counted, so the limits are judged per file.
+        if let Some(limit) = source
+            .bad_row_limits
+            .exceeded(loaded.rows_read() as u64, loaded.rows_rejected() as u64)
+        {
+            loaded.stopped = Some(BadRowStop {
+                file: file.url.clone(),
+                limit,
+            });
+            break;
+        }
     }
     let whole = |e| SourceError::Read {
         source_name: source.name.value.clone(),
         file: source.location.value.clone(),
         error: Box::new(e),
     };
-    let mut iter = frames.into_iter();
-    let mut df = match iter.next() {
-        Some(first) => iter
-            .try_fold(first, |acc, df| acc.union(df))
-            .map_err(whole)?,
-        None => {
-            return Err(SourceError::NoFiles {
-                source_name: source.name.value.clone(),
-                location: source.location.value.clone(),
-            });
+    let union = |frames: Vec<DataFrame>| {
+        let mut iter = frames.into_iter();
+        iter.next()
+            .map(|first| iter.try_fold(first, |acc, df| acc.union(df)))
+            .transpose()
+    };
+    if let Some(bad) = union(rejected_frames).map_err(whole)? {
+        let order = ["file", "raw", "reason"].map(|c| column(c).sort(true, false));
+        let bad = bad.sort(order.to_vec()).map_err(whole)?;
+        // Under `fail` a few rows say enough; only the quarantine needs them all.
+        let sample = bad.clone().limit(0, Some(BAD_ROW_SAMPLE)).map_err(whole)?;
+        let mut stream = bad_row_stream(&BadRowSource::Plan(sample))
+            .await
+            .map_err(whole)?;
+        while let Some(batch) = stream.next().await {
+            loaded
+                .bad_row_sample
+                .extend(bad_rows_of(&batch.map_err(whole)?).map_err(|e| whole(e.into()))?);
         }
+        if source.on_bad_row == OnBadRow::Quarantine {
+            loaded.bad_rows = Some(BadRowSource::Plan(bad));
+        }
+    }
+    let Some(mut df) = union(frames).map_err(whole)? else {
+        return Err(SourceError::NoFiles {
+            source_name: source.name.value.clone(),
+            location: source.location.value.clone(),
+        });
     };
     if has_pii(source) {
         df = df
@@ -874,6 +1054,30 @@ async fn load_lazy_source(
     }
     loaded.table = df.into_view();
     Ok(loaded)
+}
+
+/// The rows of a batch in the columns of [`bad_rows_schema`].
+pub fn bad_rows_of(batch: &RecordBatch) -> Result<Vec<BadRow>, ArrowError> {
+    let text = |i: usize| batch.column(i).as_string_opt::<i32>();
+    let (Some(file), Some(line), Some(raw), Some(reason)) = (
+        text(0),
+        batch.column(1).as_primitive_opt::<Int64Type>(),
+        text(2),
+        text(3),
+    ) else {
+        return Err(ArrowError::SchemaError(format!(
+            "bad rows with unexpected columns: {}",
+            batch.schema()
+        )));
+    };
+    Ok((0..batch.num_rows())
+        .map(|i| BadRow {
+            file: file.value(i).to_string(),
+            line: u64::try_from(line.value(i)).unwrap_or_default(),
+            raw: raw.value(i).to_string(),
+            reason: reason.value(i).to_string(),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -911,6 +1115,7 @@ mod tests {
                 col("amount", ColumnType::Float64, false, None),
             ],
             on_bad_row: OnBadRow::Quarantine,
+            bad_row_limits: BadRowLimits::default(),
             checks: Vec::new(),
             drift: SchemaDrift::default(),
             sheet: None,
@@ -1025,21 +1230,13 @@ mod tests {
                 loaded.bad_row_sample,
                 expected_bad[..BAD_ROW_SAMPLE].to_vec()
             );
-            let on_disk: Vec<BadRow> =
-                read_bad_rows(loaded.bad_rows_file.as_deref().expect("file"))
-                    .expect("opens")
-                    .flat_map(|b| {
-                        let b = b.expect("batch");
-                        (0..b.num_rows())
-                            .map(|i| BadRow {
-                                file: b.column(0).as_string::<i32>().value(i).to_string(),
-                                line: b.column(1).as_primitive::<Int64Type>().value(i) as u64,
-                                raw: b.column(2).as_string::<i32>().value(i).to_string(),
-                                reason: b.column(3).as_string::<i32>().value(i).to_string(),
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
+            let Some(BadRowSource::File(path)) = &loaded.bad_rows else {
+                panic!("bad rows in a file: {:?}", loaded.bad_rows);
+            };
+            let on_disk: Vec<BadRow> = read_bad_rows(path)
+                .expect("opens")
+                .flat_map(|b| bad_rows_of(&b.expect("batch")).expect("columns"))
+                .collect();
             assert_eq!(on_disk, expected_bad);
             // Email is NULL in every row of b.csv.gz; id is never NULL among accepted rows.
             let accepted_b = 2000 - loaded.rejected_per_file[1];

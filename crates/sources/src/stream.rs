@@ -720,8 +720,14 @@ pub(crate) fn read_csv_stream<R: Read>(
                 break;
             }
             let Some(end) = reader.boundary(job.opts) else {
-                // One record longer than a chunk: read on until it ends.
-                want = reader.text.len() + job.chunk_bytes;
+                // One record longer than a chunk: read on until it ends. The text held is
+                // parsed again at every step, so it grows geometrically: a quote open over
+                // gigabytes costs a few passes over them, not one per chunk (quadratic).
+                want = reader
+                    .text
+                    .len()
+                    .saturating_mul(2)
+                    .max(reader.text.len() + job.chunk_bytes);
                 continue;
             };
             want = job.chunk_bytes;

@@ -7,9 +7,9 @@ use crate::diagnostic::{Diagnostic, Spanned};
 use crate::models::{ModelMode, ModelsOptions};
 use crate::period::Grain;
 use crate::pipeline::{
-    Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions, Format,
-    IdentityInput, IdentitySpec, OnBadRow, Output, Pii, SchemaDrift, Severity, Source, SqlStep,
-    Step, StepKind, TextEncoding,
+    BadRowLimits, Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions,
+    Format, IdentityInput, IdentitySpec, OnBadRow, Output, Pii, SchemaDrift, Severity, Source,
+    SqlStep, Step, StepKind, TextEncoding,
 };
 use crate::yaml::{self, Ctx, Map, Node, loc};
 
@@ -288,7 +288,7 @@ fn source(
     let on_bad_row = m
         .get("on_bad_row")
         .and_then(|(n, p)| {
-            let choice = yaml::choice(
+            yaml::choice(
                 ctx,
                 n,
                 &p,
@@ -296,24 +296,17 @@ fn source(
                     ("fail", OnBadRow::Fail),
                     ("quarantine", OnBadRow::Quarantine),
                 ],
-            );
-            if choice == Some(OnBadRow::Quarantine)
-                && format.is_some_and(|f| !matches!(f, Format::Csv | Format::Xlsx))
-            {
-                ctx.push(
-                    Diagnostic::new(
-                        loc(n),
-                        &p,
-                        "`quarantine` is supported for CSV sources only so far",
-                    )
-                    .with_hint(
-                        "Parquet and JSON lines carry their own types; use `on_bad_row: fail`",
-                    ),
-                );
-            }
-            choice
+            )
         })
         .unwrap_or(OnBadRow::Fail);
+    let max_rows = m
+        .get("max_bad_rows")
+        .and_then(|(n, p)| yaml::integer(ctx, n, &p, 0..=i64::MAX))
+        .and_then(|i| u64::try_from(i).ok());
+    let max_ratio = m
+        .get("max_bad_ratio")
+        .and_then(|(n, p)| share(ctx, n, &p))
+        .unwrap_or(BadRowLimits::DEFAULT_MAX_RATIO);
     m.finish(ctx);
     Some(Source {
         name,
@@ -322,6 +315,10 @@ fn source(
         csv,
         schema,
         on_bad_row,
+        bad_row_limits: BadRowLimits {
+            max_rows,
+            max_ratio,
+        },
         checks,
         drift,
         sheet,

@@ -37,9 +37,9 @@ pub use models::{
 };
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{
-    Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions, Format,
-    IdentityInput, IdentitySpec, OnBadRow, Output, Pii, Pipeline, SchemaDrift, Severity, Source,
-    SqlStep, Step, StepKind, TextEncoding,
+    BadRowLimits, Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions,
+    Format, IdentityInput, IdentitySpec, OnBadRow, Output, Pii, Pipeline, SchemaDrift, Severity,
+    Source, SqlStep, Step, StepKind, TextEncoding,
 };
 pub use quote::{quote_ident, quote_literal};
 pub use sql_vars::SqlVar;

@@ -144,6 +144,55 @@ pub enum OnBadRow {
     Quarantine,
 }
 
+/// How many bad rows a source may have before its read stops, under either `on_bad_row`
+/// policy. A wrong delimiter or encoding makes (nearly) every row bad: without a limit a 4 GB
+/// export would be read to its end, its bad rows written out whole, before anyone is told.
+/// The limits are checked while the rows are read, over all rows of the source read so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BadRowLimits {
+    /// `max_bad_rows`: more bad rows than this stop the read (none by default).
+    pub max_rows: Option<u64>,
+    /// `max_bad_ratio`: a larger share of bad rows stops the read, judged once
+    /// [`BadRowLimits::RATIO_MIN_ROWS`] rows have been read.
+    pub max_ratio: f64,
+}
+
+impl BadRowLimits {
+    /// One row in ten: far more than real exports have (a few malformed lines per million),
+    /// far less than a wrong delimiter or encoding produces (every row).
+    pub const DEFAULT_MAX_RATIO: f64 = 0.1;
+    /// Rows read before the ratio is judged: three bad rows among the first twenty say
+    /// nothing about a file, a tenth of a thousand does.
+    pub const RATIO_MIN_ROWS: u64 = 1000;
+
+    /// The limit `rejected` bad rows among `read` rows break, described for a message.
+    pub fn exceeded(&self, read: u64, rejected: u64) -> Option<String> {
+        if let Some(max) = self.max_rows
+            && rejected > max
+        {
+            return Some(format!("more than max_bad_rows: {max}"));
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let over_ratio =
+            read >= Self::RATIO_MIN_ROWS && rejected as f64 > self.max_ratio * read as f64;
+        over_ratio.then(|| {
+            format!(
+                "more than max_bad_ratio: {} of the rows read",
+                self.max_ratio
+            )
+        })
+    }
+}
+
+impl Default for BadRowLimits {
+    fn default() -> Self {
+        Self {
+            max_rows: None,
+            max_ratio: Self::DEFAULT_MAX_RATIO,
+        }
+    }
+}
+
 /// A column type a pipeline can declare; money should be `decimal(p,s)` so sums are exact and
 /// reproducible across engines and runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +250,8 @@ pub struct Source {
     pub csv: CsvOptions,
     pub schema: Vec<ColumnSpec>,
     pub on_bad_row: OnBadRow,
+    /// When a source has so many bad rows that the read stops (under either policy).
+    pub bad_row_limits: BadRowLimits,
     pub checks: Vec<Check>,
     pub drift: SchemaDrift,
     /// Excel: the sheet to read (the first one when not given).

@@ -389,3 +389,83 @@ fn engine_settings_take_variables_and_sizes() {
         "{found:?}"
     );
 }
+
+#[test]
+fn bad_row_limits_decode_with_a_default_ratio_and_report_bad_values_at_their_keys() {
+    let text = "\
+pipeline: p
+period: year
+sources:
+  a:
+    path: /d/a.csv
+    max_bad_rows: 500
+    max_bad_ratio: 2%
+    schema: { id: int64 }
+  b:
+    path: /d/b.parquet
+    on_bad_row: quarantine
+    schema: { id: int64 }
+steps:
+  - { name: s, sql: SELECT id FROM a UNION ALL SELECT id FROM b }
+outputs:
+  out: { from: s }
+";
+    let p = load_str(text, Path::new("p.yaml"), &vars()).expect("valid pipeline");
+    let limits = |name: &str| {
+        p.sources
+            .iter()
+            .find(|s| s.name.value == name)
+            .map(|s| s.bad_row_limits)
+            .expect("source")
+    };
+    assert_eq!(
+        limits("a"),
+        BadRowLimits {
+            max_rows: Some(500),
+            max_ratio: 0.02
+        }
+    );
+    // Parquet sources quarantine lossy values now; the default ratio applies.
+    assert_eq!(limits("b"), BadRowLimits::default());
+    assert_eq!(limits("b").max_ratio, 0.1);
+
+    let errs = errors(
+        &text
+            .replace("max_bad_rows: 500", "max_bad_rows: -1")
+            .replace("max_bad_ratio: 2%", "max_bad_ratio: 1.5"),
+    );
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(
+        (errs[0].0, errs[0].1, errs[0].2.as_str()),
+        (6, 19, "sources.a.max_bad_rows")
+    );
+    assert!(errs[0].3.contains("out of range"), "{}", errs[0].3);
+    assert_eq!(
+        (errs[1].0, errs[1].1, errs[1].2.as_str()),
+        (7, 20, "sources.a.max_bad_ratio")
+    );
+    assert!(errs[1].3.contains("expected a share"), "{}", errs[1].3);
+}
+
+#[test]
+fn bad_row_limits_stop_at_the_count_or_at_the_ratio_once_enough_rows_are_read() {
+    let limits = BadRowLimits {
+        max_rows: Some(10),
+        max_ratio: 0.1,
+    };
+    assert_eq!(limits.exceeded(100_000, 10), None);
+    assert!(
+        limits
+            .exceeded(100_000, 11)
+            .is_some_and(|m| m.contains("max_bad_rows: 10"))
+    );
+    let ratio = BadRowLimits::default();
+    // 500 of 999 rows: too few rows to judge; 101 of 1000: over a tenth.
+    assert_eq!(ratio.exceeded(999, 500), None);
+    assert_eq!(ratio.exceeded(1000, 100), None);
+    assert!(
+        ratio
+            .exceeded(1000, 101)
+            .is_some_and(|m| m.contains("max_bad_ratio: 0.1"))
+    );
+}
