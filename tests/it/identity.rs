@@ -128,3 +128,100 @@ fn a_registry_that_cannot_be_opened_is_an_error_not_an_empty_registry() {
         r.stderr
     );
 }
+
+/// Regression (issue 11 item 12): with the README's privacy setup, `pii: hash` on e-mail and
+/// phone hashed the raw text at read time, so identity saw HMAC hex it could not read as an
+/// e-mail and linked nobody; and `Anna@X.se` and `anna@x.se` hashed to different tokens. Now
+/// each identifier column is normalized by its identity rule before hashing, identity links
+/// on the tokens, clear-text inputs of the same rule are tokenized to match, a placeholder
+/// hashed at read time still counts as rejected, and no clear value reaches any output.
+#[test]
+fn identity_links_on_pii_hashed_identifiers_normalized_before_hashing() {
+    let s = Scratch::new();
+    s.write(
+        "crm.csv",
+        "customer_id,email,phone\n\
+         K1,Anna.Berg@Example.SE ,\n\
+         K2,,070-999 88 77\n\
+         K3,n/a,\n\
+         K4,N/A,\n",
+    );
+    // The web export is not hashed: its e-mails must still meet the CRM's tokens.
+    s.write(
+        "web.csv",
+        "user_id,mail,mobile\nW1,anna.berg+shop@example.se,\nW2,,+46 70 999 88 77\n",
+    );
+    let p = s.write(
+        "p.yaml",
+        r#"
+pipeline: hashed_persons
+period: year
+output_dir: out
+privacy: { key_env: SEGFLOW_PII_KEY }
+sources:
+  crm:
+    path: crm.csv
+    schema:
+      customer_id: string
+      email: { type: string, pii: hash }
+      phone: { type: string, pii: hash }
+  web:
+    path: web.csv
+    schema: { user_id: string, mail: string, mobile: string }
+steps:
+  - name: persons
+    model: identity
+    default_country_code: "46"
+    plus_addressing: strip
+    inputs:
+      - { from: crm, key: customer_id, email: email, phone: phone }
+      - { from: web, key: user_id, email: mail, phone: mobile }
+  - { name: crm_out, sql: "SELECT * FROM crm" }
+outputs:
+  persons: { from: persons, order_by: [source, key] }
+  crm_out: { from: crm_out, order_by: [customer_id] }
+"#,
+    );
+    let r = crate::common::segflow_env(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+        &[("SEGFLOW_PII_KEY", "test-key-not-a-secret")],
+    );
+    r.assert_code(0);
+    let y = persons(&s, "2025");
+    let id = |k: &str| y[k].0.clone();
+    assert_eq!(id("crm/K1"), id("web/W1"), "{y:?}");
+    assert_eq!(y["crm/K1"].1, "email");
+    assert_eq!(id("crm/K2"), id("web/W2"), "{y:?}");
+    assert_eq!(y["crm/K2"].1, "phone");
+    // The two `N/A`s are placeholders, not one shared e-mail.
+    assert_ne!(id("crm/K3"), id("crm/K4"));
+    let distinct: std::collections::BTreeSet<String> = y.values().map(|v| v.0.clone()).collect();
+    assert_eq!(distinct.len(), 4, "{y:?}");
+    let step = r
+        .manifest()
+        .steps
+        .into_iter()
+        .find(|s| s.name == "persons")
+        .expect("step");
+    let params = step.parameters.expect("parameters");
+    assert_eq!(params["merges"]["email"], 1, "{params}");
+    assert_eq!(params["merges"]["phone"], 1, "{params}");
+    assert_eq!(params["rejected"]["email"], 2, "{params}");
+
+    // The hashed columns hold tokens, never the values, and the same person's e-mail written
+    // two ways is one token.
+    let (names, rows) = read_parquet(&parquet_files(&s.path("out/crm_out/period=2025"))[0]);
+    let email = names.iter().position(|n| n == "email").expect("email");
+    let phone = names.iter().position(|n| n == "phone").expect("phone");
+    for row in &rows {
+        for cell in [&row[email], &row[phone]] {
+            assert!(!cell.contains('@') && !cell.contains("070"), "{row:?}");
+        }
+    }
+    // The placeholders are kept as (marked) tokens: nothing is lost, nothing links.
+    assert!(
+        rows[2][email].starts_with("invalid-") && rows[3][email].starts_with("invalid-"),
+        "{rows:?}"
+    );
+}

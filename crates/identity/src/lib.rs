@@ -44,6 +44,38 @@ pub struct Options {
     pub strip_plus_addressing: bool,
     /// Country calling code for national phone numbers, e.g. `46`.
     pub default_country_code: Option<String>,
+    /// `(source, rule)` pairs whose values are already tokens ([`token`]): the source column
+    /// is `pii: hash`, normalized by this rule before hashing at read time. Such values link
+    /// by equality; plain values of the same rule from other inputs are turned into tokens
+    /// too (with `hash_key`), so hashed and clear inputs still link.
+    pub tokens: BTreeSet<(String, &'static str)>,
+}
+
+/// What a `pii: hash` identifier column holds in place of a value that passes its rule:
+/// HMAC-SHA-256 under the pipeline's key of `rule:normalized`. A value that fails its rule is
+/// hashed as it was written and marked with [`INVALID_TOKEN_PREFIX`], so it is still kept (as
+/// a token) but never links.
+pub fn token(key: &[u8], rule: &str, normalized: &str) -> String {
+    identifier_hash(Some(key), rule, normalized)
+}
+
+/// Marks the token of an identifier that failed its rule (see [`token`]).
+pub const INVALID_TOKEN_PREFIX: &str = "invalid-";
+
+/// The normalized identifier of `raw` under `rule` (`email`, `phone`, `national_id`), as
+/// linking uses it; `Ok(None)` for an empty value.
+pub fn normalize_identifier(
+    rule: &str,
+    raw: &str,
+    strip_plus_addressing: bool,
+    default_country_code: Option<&str>,
+) -> Result<Option<String>, validate::Rejection> {
+    match rule {
+        "email" => validate::email(raw, strip_plus_addressing),
+        "phone" => validate::phone(raw, default_country_code),
+        "national_id" => validate::national_id(raw),
+        _ => Err(validate::Rejection::Invalid),
+    }
 }
 
 /// A default for [`Limits::max_records_per_identifier`]: households and small firms share an
@@ -132,10 +164,29 @@ fn identifiers<'a>(
     ];
     let mut out: [Option<String>; 5] = Default::default();
     out[0] = Some(format!("{}\u{1f}{}", r.source, r.key));
+    let given = [&r.national_id, &r.email, &r.phone];
     for (i, result) in checked.into_iter().enumerate() {
+        let rule = RULES[i + 1];
+        let result = match given.get(i) {
+            // A token from a `pii: hash` column: normalized and checked at read time.
+            Some(value) if opts.tokens.contains(&(r.source.clone(), rule)) => {
+                match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                    None => Ok(None),
+                    Some(v) if v.starts_with(INVALID_TOKEN_PREFIX) => {
+                        Err(validate::Rejection::Invalid)
+                    }
+                    Some(v) => Ok(Some(v.to_string())),
+                }
+            }
+            // Clear text of a rule other inputs give as tokens: make it comparable.
+            Some(_) if opts.tokens.iter().any(|(_, r)| *r == rule) => {
+                result.map(|v| v.map(|v| identifier_hash(opts.hash_key.as_deref(), rule, &v)))
+            }
+            _ => result,
+        };
         match result {
             Ok(value) => out[i + 1] = value,
-            Err(_) => *rejected.entry(RULES[i + 1]).or_default() += 1,
+            Err(_) => *rejected.entry(rule).or_default() += 1,
         }
     }
     out

@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use hmac::{Hmac, Mac};
-use segflow_spec::{Pii, Source};
+use segflow_spec::{IdentifierRole, Pii, Source};
 use sha2::Sha256;
 
 /// HMAC-SHA-256 of `value` under `key`, as lowercase hex: the same person gets the same token
@@ -51,15 +51,47 @@ pub(crate) fn has_pii(source: &Source) -> bool {
         .any(|c| matches!(c.pii, Some(Pii::Hash | Pii::Drop)))
 }
 
+/// The keyed hash of one value. An identifier identity links on is normalized by its rule
+/// first, so `Anna@X.se` and `anna@x.se` become one token; one that fails its rule keeps a
+/// hash of its text, marked so that identity counts it as rejected instead of linking on it.
+fn hash_value(key: &[u8], role: Option<&IdentifierRole>, text: &str) -> String {
+    let Some(role) = role else {
+        return pseudonymize(key, text);
+    };
+    let (strip, country) = match role {
+        IdentifierRole::Email {
+            strip_plus_addressing,
+        } => (*strip_plus_addressing, None),
+        IdentifierRole::Phone {
+            default_country_code,
+        } => (false, default_country_code.as_deref()),
+        IdentifierRole::NationalId => (false, None),
+    };
+    match segflow_identity::normalize_identifier(role.rule(), text, strip, country) {
+        Ok(Some(normalized)) => segflow_identity::token(key, role.rule(), &normalized),
+        // Blank: the same token every time, like any other value.
+        Ok(None) => pseudonymize(key, text),
+        Err(_) => format!(
+            "{}{}",
+            segflow_identity::INVALID_TOKEN_PREFIX,
+            pseudonymize(key, text)
+        ),
+    }
+}
+
 /// The keyed hash of every value's text; NULL stays NULL. One HMAC per value is inherent
 /// (there is no batch kernel for it), so this is the one row-by-row loop.
-fn hash_array(key: &[u8], array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+fn hash_array(
+    key: &[u8],
+    role: Option<&IdentifierRole>,
+    array: &ArrayRef,
+) -> Result<ArrayRef, ArrowError> {
     let mut out = StringBuilder::with_capacity(array.len(), array.len() * 64);
     for i in 0..array.len() {
         if array.is_null(i) {
             out.append_null();
         } else {
-            out.append_value(pseudonymize(key, &array_value_to_string(array, i)?));
+            out.append_value(hash_value(key, role, &array_value_to_string(array, i)?));
         }
     }
     Ok(Arc::new(out.finish()))
@@ -71,6 +103,8 @@ fn hash_array(key: &[u8], array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
 #[derive(PartialEq, Eq, Hash)]
 struct Pseudonymize {
     key: Vec<u8>,
+    /// Set for an identifier column: the rules it is normalized by before hashing.
+    role: Option<IdentifierRole>,
     signature: Signature,
 }
 
@@ -100,17 +134,24 @@ impl ScalarUDFImpl for Pseudonymize {
             ));
         };
         let array = value.to_array(args.number_rows)?;
-        Ok(ColumnarValue::Array(hash_array(&self.key, &array)?))
+        Ok(ColumnarValue::Array(hash_array(
+            &self.key,
+            self.role.as_ref(),
+            &array,
+        )?))
     }
 }
 
 /// The declared columns of a source (already in its declared schema) after `pii: hash` and
 /// `pii: drop`, as expressions: what `protect` does to a batch, for a lazy plan.
 pub(crate) fn protect_exprs(source: &Source, key: &[u8]) -> Vec<Expr> {
-    let udf = ScalarUDF::new_from_impl(Pseudonymize {
-        key: key.to_vec(),
-        signature: Signature::any(1, Volatility::Immutable),
-    });
+    let udf = |role: Option<&IdentifierRole>| {
+        ScalarUDF::new_from_impl(Pseudonymize {
+            key: key.to_vec(),
+            role: role.cloned(),
+            signature: Signature::any(1, Volatility::Immutable),
+        })
+    };
     source
         .schema
         .iter()
@@ -118,7 +159,9 @@ pub(crate) fn protect_exprs(source: &Source, key: &[u8]) -> Vec<Expr> {
         .map(|c| {
             let value = Expr::Column(Column::new_unqualified(&c.name));
             match c.pii {
-                Some(Pii::Hash) => udf.call(vec![value]).alias(&c.name),
+                Some(Pii::Hash) => udf(source.identifiers.get(&c.name))
+                    .call(vec![value])
+                    .alias(&c.name),
                 _ => value,
             }
         })
@@ -136,7 +179,9 @@ pub(crate) fn protect(
     for (spec, array) in source.schema.iter().zip(batch.columns()) {
         match spec.pii {
             Some(Pii::Drop) => {}
-            Some(Pii::Hash) => columns.push(hash_array(key, array)?),
+            Some(Pii::Hash) => {
+                columns.push(hash_array(key, source.identifiers.get(&spec.name), array)?)
+            }
             _ => columns.push(Arc::clone(array)),
         }
     }

@@ -314,6 +314,7 @@ fn source(
         format: format?,
         csv,
         schema,
+        identifiers: Default::default(),
         on_bad_row,
         bad_row_limits: BadRowLimits {
             max_rows,

@@ -12,6 +12,7 @@ mod decode;
 mod decode_models;
 mod decode_vars;
 mod diagnostic;
+mod identifier_roles;
 mod models;
 mod period;
 mod pipeline;
@@ -38,8 +39,8 @@ pub use models::{
 pub use period::{Grain, Period, PeriodParseError};
 pub use pipeline::{
     BadRowLimits, Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions,
-    Format, IdentityInput, IdentitySpec, OnBadRow, Output, Pii, Pipeline, SchemaDrift, Severity,
-    Source, SqlStep, Step, StepKind, TextEncoding,
+    Format, IdentifierRole, IdentityInput, IdentitySpec, OnBadRow, Output, Pii, Pipeline,
+    SchemaDrift, Severity, Source, SqlStep, Step, StepKind, TextEncoding,
 };
 pub use quote::{quote_ident, quote_literal};
 pub use sql_vars::SqlVar;
@@ -114,6 +115,7 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
     };
     let mut doc = decode::document(&mut ctx, root, &base_dir);
     let execution_order = validate::check(&mut ctx, &mut doc);
+    identifier_roles::assign(&mut ctx, &mut doc);
     if let (Some(grain), Some(period)) = (doc.grain, vars.period())
         && grain != period.grain()
     {

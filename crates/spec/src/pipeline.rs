@@ -112,6 +112,52 @@ impl Default for CsvOptions {
     }
 }
 
+/// What a source column is to the identity steps that read it: the rules its values are
+/// normalized by (before `pii: hash` hashes them, and before linking).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdentifierRole {
+    Email {
+        strip_plus_addressing: bool,
+    },
+    Phone {
+        default_country_code: Option<String>,
+    },
+    NationalId,
+}
+
+impl IdentifierRole {
+    /// The identity rule's name (`email`, `phone`, `national_id`).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            IdentifierRole::Email { .. } => "email",
+            IdentifierRole::Phone { .. } => "phone",
+            IdentifierRole::NationalId => "national_id",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            IdentifierRole::Email {
+                strip_plus_addressing,
+            } => format!(
+                "an e-mail address (plus addressing {})",
+                if *strip_plus_addressing {
+                    "stripped"
+                } else {
+                    "kept"
+                }
+            ),
+            IdentifierRole::Phone {
+                default_country_code,
+            } => format!(
+                "a phone number (default country code {})",
+                default_country_code.as_deref().unwrap_or("none")
+            ),
+            IdentifierRole::NationalId => "a national id".to_string(),
+        }
+    }
+}
+
 /// What happens to a column holding personal data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pii {
@@ -249,6 +295,9 @@ pub struct Source {
     pub format: Format,
     pub csv: CsvOptions,
     pub schema: Vec<ColumnSpec>,
+    /// Columns identity steps link on, by column name (derived from those steps, not
+    /// written in the source): normalized by these rules before `pii: hash`.
+    pub identifiers: std::collections::BTreeMap<String, IdentifierRole>,
     pub on_bad_row: OnBadRow,
     /// When a source has so many bad rows that the read stops (under either policy).
     pub bad_row_limits: BadRowLimits,

@@ -1,7 +1,7 @@
 //! The `identity` step: reads identifier columns, links records with `segflow-identity`, and
 //! keeps the registry of identifier hashes → person ids that makes ids stable across runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use segflow_identity::{Options, Record, Resolved, resolve};
 use segflow_models::quote_ident;
-use segflow_spec::{IdentitySpec, Period, Pipeline};
+use segflow_spec::{IdentitySpec, Period, Pii, Pipeline};
 
 use super::frames::require_columns;
 use super::{StepContext, StepOutput, StepRunner};
@@ -137,10 +137,36 @@ impl RegistryUpdate {
     }
 }
 
+/// The inputs whose e-mail, phone or national id arrive as tokens: read straight from a source
+/// column that is `pii: hash`, which was normalized by the identity rule before hashing (the
+/// spec records the rule on the source as `identifiers`).
+fn token_inputs(pipeline: &Pipeline, spec: &IdentitySpec) -> BTreeSet<(String, &'static str)> {
+    let mut tokens = BTreeSet::new();
+    for input in &spec.inputs {
+        let Some(source) = pipeline.source(&input.from.value) else {
+            continue;
+        };
+        for column in [&input.email, &input.phone, &input.national_id]
+            .into_iter()
+            .flatten()
+        {
+            let hashed = source
+                .schema
+                .iter()
+                .any(|c| &c.name == column && c.pii == Some(Pii::Hash));
+            if let (true, Some(role)) = (hashed, source.identifiers.get(column)) {
+                tokens.insert((input.from.value.clone(), role.rule()));
+            }
+        }
+    }
+    tokens
+}
+
 /// Links the records of all inputs; the returned table has one row per input record:
 /// `source`, `key`, `person_id`, `matched_by`, sorted by source and key.
 async fn run_identity(
     ctx: &SessionContext,
+    pipeline: &Pipeline,
     step: &str,
     spec: &IdentitySpec,
     registry: &Path,
@@ -206,6 +232,7 @@ async fn run_identity(
         strip_plus_addressing: spec.strip_plus_addressing,
         default_country_code: spec.default_country_code.clone(),
         hash_key: hash_key.map(<[u8]>::to_vec),
+        tokens: token_inputs(pipeline, spec),
     };
     let read_version = file_version(registry);
     let resolved = resolve(&records, &options, &read_registry(step, registry)?);
@@ -243,7 +270,7 @@ impl StepRunner for Identity<'_> {
         let spec = self.0;
         let path = registry_path(cx.pipeline, cx.name())?;
         let (df, resolved, read_version) =
-            run_identity(cx.ctx, cx.name(), spec, &path, cx.pii_key).await?;
+            run_identity(cx.ctx, cx.pipeline, cx.name(), spec, &path, cx.pii_key).await?;
         let parameters = serde_json::json!({
             "inputs": spec.inputs.iter().map(|x| x.from.value.clone()).collect::<Vec<_>>(),
             "rules": segflow_identity::RULES,
