@@ -22,3 +22,4 @@ mod reference;
 mod report;
 mod sources;
 mod sql_safety;
+mod validation;

@@ -20,7 +20,7 @@ pub use checksum::sha256_of;
 pub use csv_file::BadRow;
 pub use error::SourceError;
 pub use location::{InputFile, list_files};
-pub use privacy::pseudonymize;
+pub use privacy::{pseudonymize, table_schema};
 pub use read::{BAD_ROW_SAMPLE, LoadedSource, bad_rows_schema, load, read_bad_rows, scan};
 pub use schema::arrow_type;
 pub use scratch_table::scratch_table;

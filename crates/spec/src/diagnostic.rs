@@ -168,6 +168,13 @@ pub struct Suggester<'a> {
     /// (SymSpell's idea): two names within one insertion, deletion, substitution or
     /// transposition share a key.
     index: Option<std::collections::HashMap<String, Vec<usize>>>,
+    /// The first three characters → the names starting with them: Jaro-Winkler favours a
+    /// shared prefix (`ordrs` → `orders`), which one-character deletions miss.
+    prefixes: std::collections::HashMap<String, Vec<usize>>,
+}
+
+fn prefix(name: &str) -> String {
+    name.chars().take(3).collect()
 }
 
 fn deletions(name: &str) -> impl Iterator<Item = String> + '_ {
@@ -197,7 +204,18 @@ impl<'a> Suggester<'a> {
             }
             index
         });
-        Self { names, index }
+        let mut prefixes: std::collections::HashMap<String, Vec<usize>> =
+            std::collections::HashMap::new();
+        if index.is_some() {
+            for (i, name) in names.iter().enumerate() {
+                prefixes.entry(prefix(name)).or_default().push(i);
+            }
+        }
+        Self {
+            names,
+            index,
+            prefixes,
+        }
     }
 
     /// Up to [`MAX_HINT_NAMES`] known names close enough to be what was meant, closest first.
@@ -205,9 +223,16 @@ impl<'a> Suggester<'a> {
         let candidates: Vec<&str> = match &self.index {
             None => self.names.clone(),
             Some(index) => {
+                // A bounded share of the prefix bucket keeps the work per lookup constant.
+                let same_start = self
+                    .prefixes
+                    .get(&prefix(unknown))
+                    .into_iter()
+                    .flat_map(|ids| ids.iter().take(FULL_SCAN_LIMIT));
                 let mut ids: Vec<usize> = deletions(unknown)
                     .filter_map(|k| index.get(&k))
                     .flatten()
+                    .chain(same_start)
                     .copied()
                     .collect();
                 ids.sort_unstable();
@@ -278,6 +303,10 @@ mod tests {
         let s = Suggester::new(many.iter().map(String::as_str));
         assert_eq!(s.closest("custmer_0042"), vec!["customer_0042"]);
         assert_eq!(s.closest("cusotmer_0042"), vec!["customer_0042"]);
+        let mut names = many.clone();
+        names.push("orders".into());
+        let s = Suggester::new(names.iter().map(String::as_str));
+        assert_eq!(s.closest("ordrs_0001"), vec!["orders"]);
     }
 
     #[test]

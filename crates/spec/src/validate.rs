@@ -1,6 +1,6 @@
 //! Cross-reference checks: names, inputs, the DAG and its execution order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::decode::Decoded;
 use crate::diagnostic::{Diagnostic, Location, Spanned, Suggester};
