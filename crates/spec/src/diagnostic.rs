@@ -301,8 +301,9 @@ mod tests {
         // The deletion index finds one-edit typos among many names.
         let many: Vec<String> = (0..1000).map(|i| format!("customer_{i:04}")).collect();
         let s = Suggester::new(many.iter().map(String::as_str));
-        assert_eq!(s.closest("custmer_0042"), vec!["customer_0042"]);
-        assert_eq!(s.closest("cusotmer_0042"), vec!["customer_0042"]);
+        assert_eq!(s.closest("custmer_0042")[0], "customer_0042");
+        assert_eq!(s.closest("cusotmer_0042")[0], "customer_0042");
+        assert_eq!(s.closest("zcustomer_0999"), vec!["customer_0999"]);
         let mut names = many.clone();
         names.push("orders".into());
         let s = Suggester::new(names.iter().map(String::as_str));
