@@ -9,11 +9,30 @@ use sha2::{Digest, Sha256};
 use crate::Exit;
 use crate::args::{Command, EngineOverrides, PipelineRef};
 
-/// Loads and validates a pipeline, printing every configuration error on failure.
-pub(crate) fn load(
+/// Loads and validates a pipeline — the file, then every step planned against empty tables of
+/// the declared schemas — printing every configuration error on failure. Every command that
+/// takes a pipeline goes through here, so `run`, `plan` and `explain` refuse what `validate`
+/// reports before they read any data.
+pub(crate) async fn load(
     pipeline: &PipelineRef,
     period: Option<Period>,
 ) -> Result<(Pipeline, String), Exit> {
+    let (p, sha256) = load_spec(pipeline, period)?;
+    let diagnostics = segflow_engine::validate(&p, period).await;
+    if !diagnostics.is_empty() {
+        let errors = segflow_spec::SpecErrors {
+            file: pipeline.path.clone(),
+            diagnostics,
+        };
+        eprintln!("{errors}");
+        return Err(Exit(exit::CONFIG));
+    }
+    Ok((p, sha256))
+}
+
+/// The pipeline file alone, for `recover`: finishing what a dead run left must work even when
+/// the pipeline has been edited into one whose steps no longer plan.
+fn load_spec(pipeline: &PipelineRef, period: Option<Period>) -> Result<(Pipeline, String), Exit> {
     let bytes = match std::fs::read(&pipeline.path) {
         Ok(b) => b,
         Err(e) => {
@@ -25,15 +44,8 @@ pub(crate) fn load(
         }
     };
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let Ok(text) = String::from_utf8(bytes) else {
-        eprintln!(
-            "error: pipeline `{}` is not UTF-8 text",
-            pipeline.path.display()
-        );
-        return Err(Exit(exit::CONFIG));
-    };
     let vars = Variables::from_env(period, pipeline.vars.clone());
-    match segflow_spec::load_str(&text, &pipeline.path, &vars) {
+    match segflow_spec::load_bytes(&bytes, &pipeline.path, &vars) {
         Ok(p) => Ok((p, sha256)),
         Err(errors) => {
             eprintln!("{errors}");
@@ -49,7 +61,7 @@ pub(crate) async fn dispatch(command: Command, arguments: Vec<String>) -> Exit {
             period,
             engine,
         } => run(&pipeline, period, &engine, arguments).await,
-        Command::Validate { pipeline, period } => load(&pipeline, period).map(|(p, _)| {
+        Command::Validate { pipeline, period } => load(&pipeline, period).await.map(|(p, _)| {
             println!(
                 "{}: pipeline `{}` is valid ({} sources, {} steps, {} outputs)",
                 pipeline.path.display(),
@@ -84,7 +96,7 @@ pub(crate) async fn run(
     engine: &EngineOverrides,
     arguments: Vec<String>,
 ) -> Result<Exit, Exit> {
-    let (mut p, sha256) = load(pipeline, Some(period))?;
+    let (mut p, sha256) = load(pipeline, Some(period)).await?;
     if let Some(limit) = engine.memory_limit {
         p.engine.memory_limit = Some(limit);
     }
@@ -150,7 +162,7 @@ fn stop_signal() -> impl Future<Output = &'static str> {
 }
 
 fn recover(pipeline: &PipelineRef) -> Result<Exit, Exit> {
-    let (p, _) = load(pipeline, None)?;
+    let (p, _) = load_spec(pipeline, None)?;
     match segflow_engine::recover(&p) {
         Ok(records) if records.is_empty() => {
             println!("{}: no dead runs to recover", p.name);
@@ -208,7 +220,7 @@ fn print_plan(report: &PlanReport) {
 }
 
 async fn plan(pipeline: &PipelineRef, period: Period, json: bool) -> Result<Exit, Exit> {
-    let (p, _) = load(pipeline, Some(period))?;
+    let (p, _) = load(pipeline, Some(period)).await?;
     let report = segflow_engine::plan(&p, period).await.map_err(|e| {
         eprintln!("error: {e}");
         Exit(e.exit_code())
@@ -229,7 +241,7 @@ async fn plan(pipeline: &PipelineRef, period: Period, json: bool) -> Result<Exit
 }
 
 async fn explain(pipeline: &PipelineRef, period: Period, steps: &[String]) -> Result<Exit, Exit> {
-    let (p, _) = load(pipeline, Some(period))?;
+    let (p, _) = load(pipeline, Some(period)).await?;
     let explanations = segflow_engine::explain(&p, period, steps)
         .await
         .map_err(|e| {
@@ -243,7 +255,7 @@ async fn explain(pipeline: &PipelineRef, period: Period, steps: &[String]) -> Re
 }
 
 pub(crate) async fn report(pipeline: &PipelineRef, period: Period) -> Result<Exit, Exit> {
-    let (p, _) = load(pipeline, Some(period))?;
+    let (p, _) = load(pipeline, Some(period)).await?;
     let path = segflow_engine::report(&p, period).await.map_err(|e| {
         eprintln!("error: {e}");
         Exit(e.exit_code())

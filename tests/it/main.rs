@@ -23,3 +23,4 @@ mod reference;
 mod report;
 mod sources;
 mod sql_safety;
+mod validation;

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
 use segflow_sinks::partition_dir;
@@ -170,11 +169,7 @@ pub async fn explain(
         };
         if let segflow_spec::StepKind::Identity(_) = step.kind {
             // Identity links records in Rust; later steps are planned over its empty shape.
-            let schema = Arc::new(Schema::new(
-                ["source", "key", "person_id", "matched_by"]
-                    .map(|n| Field::new(n, DataType::Utf8, false))
-                    .to_vec(),
-            ));
+            let schema = crate::steps::identity::output_schema();
             let empty = MemTable::try_new(schema, vec![Vec::new()]).map_err(register_err)?;
             ctx.register_table(name.as_str(), Arc::new(empty))
                 .map_err(register_err)?;

@@ -21,7 +21,7 @@ pub use checksum::sha256_of;
 pub use csv_file::BadRow;
 pub use error::SourceError;
 pub use location::{InputFile, list_files};
-pub use privacy::pseudonymize;
+pub use privacy::{pseudonymize, table_schema};
 pub use read::{
     BAD_ROW_SAMPLE, BadRowSource, BadRowStop, LoadedSource, bad_row_stream, bad_rows_of,
     bad_rows_schema, load, read_bad_rows, scan,

@@ -43,6 +43,19 @@ pub(crate) fn protected_schema(source: &Source, declared: &Schema) -> SchemaRef 
     Arc::new(Schema::new(fields))
 }
 
+/// The schema steps see for a source, from its declaration alone (no file is read): declared
+/// types, then protection applied. Static validation plans every step against it.
+pub fn table_schema(source: &Source) -> SchemaRef {
+    let declared = Schema::new(
+        source
+            .schema
+            .iter()
+            .map(|c| Field::new(&c.name, crate::schema::arrow_type(c.data_type), true))
+            .collect::<Vec<_>>(),
+    );
+    protected_schema(source, &declared)
+}
+
 /// Whether the source has anything to protect.
 pub(crate) fn has_pii(source: &Source) -> bool {
     source

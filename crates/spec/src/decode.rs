@@ -27,6 +27,9 @@ pub(crate) struct Decoded {
     pub sources: Vec<Source>,
     pub steps: Vec<Step>,
     pub outputs: Vec<Output>,
+    /// Names of sources and steps that had errors of their own (and so are missing above).
+    pub broken_sources: Vec<Spanned<String>>,
+    pub broken_steps: Vec<Spanned<String>>,
 }
 
 pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> Decoded {
@@ -46,6 +49,8 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
         sources: Vec::new(),
         steps: Vec::new(),
         outputs: Vec::new(),
+        broken_sources: Vec::new(),
+        broken_steps: Vec::new(),
     };
     let Some(mut top) = yaml::map(ctx, root, "") else {
         return out;
@@ -89,14 +94,21 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
         && let Some(mut m) = yaml::map(ctx, n, &p)
     {
         for (name, node, path) in m.named_entries() {
-            out.sources.extend(source(ctx, name, node, &path, base_dir));
+            match source(ctx, name.clone(), node, &path, base_dir) {
+                Some(s) => out.sources.push(s),
+                None => out.broken_sources.push(name),
+            }
         }
     }
     if let Some((n, p)) = top.required(ctx, "steps")
         && let Some(items) = yaml::seq(ctx, n, &p)
     {
         for (i, item) in items.iter().enumerate() {
-            out.steps.extend(step(ctx, item, &format!("steps[{i}]")));
+            match step(ctx, item, &format!("steps[{i}]")) {
+                Ok(s) => out.steps.push(s),
+                Err(Some(name)) => out.broken_steps.push(name),
+                Err(None) => {}
+            }
         }
     }
     let output_dir = out
@@ -541,8 +553,9 @@ fn schema(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Vec<ColumnSpec> {
     columns
 }
 
-fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
-    let mut m = yaml::map(ctx, node, path)?;
+/// The step, or (when it has errors) its name if that much could be read.
+fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Result<Step, Option<Spanned<String>>> {
+    let mut m = yaml::map(ctx, node, path).ok_or(None)?;
     let name = m
         .required(ctx, "name")
         .and_then(|(n, p)| yaml::name(ctx, n, &p));
@@ -660,12 +673,15 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<Step> {
         .map(|(n, p)| checks(ctx, n, &p))
         .unwrap_or_default();
     m.finish(ctx);
-    Some(Step {
-        name: name?,
-        kind: kind?,
-        checks,
-        artifact,
-    })
+    match (name, kind) {
+        (Some(name), Some(kind)) => Ok(Step {
+            name,
+            kind,
+            checks,
+            artifact,
+        }),
+        (name, _) => Err(name),
+    }
 }
 
 fn output(

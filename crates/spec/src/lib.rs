@@ -28,7 +28,7 @@ use std::path::Path;
 use saphyr::LoadableYamlNode;
 
 pub use decode::parse_bytes;
-pub use diagnostic::{Diagnostic, Location, Spanned, SpecErrors};
+pub use diagnostic::{Diagnostic, Location, MAX_HINT_NAMES, Spanned, SpecErrors, Suggester};
 pub use models::{
     ArtifactRef, Axis, ClusterSpec, ClvSpec, Crosswalk, EnrichSpec, FrequencyMeasure, JoinKey,
     LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
@@ -51,7 +51,7 @@ use yaml::{Ctx, Node};
 
 /// Reads and validates a pipeline file.
 pub fn load_file(file: &Path, vars: &Variables) -> Result<Pipeline, SpecErrors> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
+    let bytes = std::fs::read(file).map_err(|e| {
         SpecErrors::single(
             file,
             Diagnostic::new(
@@ -61,7 +61,35 @@ pub fn load_file(file: &Path, vars: &Variables) -> Result<Pipeline, SpecErrors> 
             ),
         )
     })?;
-    load_str(&text, file, vars)
+    load_bytes(&bytes, file, vars)
+}
+
+/// Validates the bytes of a pipeline file, which must be UTF-8: the error names the line and
+/// column of the first byte that is not, so an editor can jump to it.
+pub fn load_bytes(bytes: &[u8], file: &Path, vars: &Variables) -> Result<Pipeline, SpecErrors> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load_str(text, file, vars),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            // Both prefixes are valid UTF-8: the column counts characters, like the YAML ones.
+            let col = String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1;
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let byte = bytes[e.valid_up_to()];
+            Err(SpecErrors::single(
+                file,
+                Diagnostic::new(
+                    Location::new(line, col),
+                    "",
+                    format!("the pipeline file is not UTF-8 text: byte 0x{byte:02X} here starts no UTF-8 character"),
+                )
+                .with_hint("save the file as UTF-8 (it looks like Windows-1252 or Latin-1 if the byte is a letter such as `é`)"),
+            ))
+        }
+    }
 }
 
 /// Validates pipeline text; `file` names it in messages and anchors relative paths.
@@ -112,6 +140,7 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
         diags: Diagnostics::default(),
         vars,
         sql_vars: Default::default(),
+        keys: Default::default(),
     };
     let mut doc = decode::document(&mut ctx, root, &base_dir);
     let execution_order = validate::check(&mut ctx, &mut doc);
@@ -128,7 +157,7 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
             ),
         );
     }
-    let Ctx { diags, .. } = ctx;
+    let Ctx { diags, keys, .. } = ctx;
     let pipeline = diags.into_result(file, doc)?;
     Ok(Pipeline {
         name: pipeline.name.unwrap_or_default(),
@@ -144,6 +173,7 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
         outputs: pipeline.outputs,
         execution_order,
         file: file.to_path_buf(),
+        key_locations: keys,
     })
 }
 

@@ -94,9 +94,16 @@ impl fmt::Display for Period {
     }
 }
 
+/// The earliest year a period may be in. Year 0 does not exist in the calendar segflow's
+/// dates use, and a period before 1000 is a typo, not customer data (`--period 0000` ran, and
+/// wrote `period=0000`).
+pub const FIRST_YEAR: i32 = 1000;
+
 /// Why a `--period` value was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid period `{input}`: expected a year like 2025 or a month like 2025-11")]
+#[error(
+    "invalid period `{input}`: expected a year like 2025 or a month like 2025-11 (years {FIRST_YEAR} to 9999)"
+)]
 pub struct PeriodParseError {
     pub input: String,
 }
@@ -112,7 +119,10 @@ impl FromStr for Period {
             if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(err());
             }
-            y.parse::<i32>().map_err(|_| err())
+            y.parse::<i32>()
+                .ok()
+                .filter(|y| *y >= FIRST_YEAR)
+                .ok_or_else(err)
         };
         match s.split_once('-') {
             None => Ok(Self::year(parse_year(s)?)),
@@ -155,7 +165,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed_periods() {
-        for bad in ["25", "2025-13", "2025-1", "2025-00", "abcd", "2025/11", ""] {
+        for bad in [
+            "25", "2025-13", "2025-1", "2025-00", "abcd", "2025/11", "", "0000", "0000-01", "0999",
+        ] {
             assert!(bad.parse::<Period>().is_err(), "{bad} should be rejected");
         }
     }

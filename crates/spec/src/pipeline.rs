@@ -33,6 +33,9 @@ pub struct Pipeline {
     pub execution_order: Vec<String>,
     /// The pipeline file, for messages and the manifest.
     pub file: PathBuf,
+    /// Where each key was written, by key path (`steps[2].date`, `outputs.x.order_by[0]`), for
+    /// checks made after loading that must still point at the line.
+    pub key_locations: std::collections::BTreeMap<String, Location>,
 }
 
 impl Pipeline {
@@ -42,6 +45,11 @@ impl Pipeline {
 
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.name.value == name)
+    }
+
+    /// Where the key at `key_path` was written, if it was.
+    pub fn key_location(&self, key_path: &str) -> Option<Location> {
+        self.key_locations.get(key_path).copied()
     }
 }
 

@@ -1,9 +1,9 @@
 //! Cross-reference checks: names, inputs, the DAG and its execution order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::decode::Decoded;
-use crate::diagnostic::{Diagnostic, Location, Spanned, did_you_mean};
+use crate::diagnostic::{Diagnostic, Location, Spanned, Suggester};
 use crate::pipeline::{Step, StepKind};
 use crate::sql_refs;
 use crate::yaml::Ctx;
@@ -48,11 +48,15 @@ fn check_identifier(ctx: &mut Ctx<'_>, name: &Spanned<String>, path: &str) {
 /// Returns the execution order when the graph is sound.
 pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
     let mut defined: BTreeMap<String, Location> = BTreeMap::new();
+    // Names whose source or step had errors of its own still count as defined: a reader of
+    // a source whose path has an unset variable gets no follow-on "unknown source" error.
     let named = doc
         .sources
         .iter()
         .map(|s| (&s.name, "sources"))
-        .chain(doc.steps.iter().map(|s| (&s.name, "steps")));
+        .chain(doc.broken_sources.iter().map(|n| (n, "sources")))
+        .chain(doc.steps.iter().map(|s| (&s.name, "steps")))
+        .chain(doc.broken_steps.iter().map(|n| (n, "steps")));
     for (name, section) in named {
         check_identifier(ctx, name, section);
         if let Some(first) = defined.get(&name.value) {
@@ -72,6 +76,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
         }
     }
 
+    let known = Suggester::new(defined.keys().map(String::as_str));
     for (i, step) in doc.steps.iter_mut().enumerate() {
         let path = format!("steps[{i}]");
         match &mut step.kind {
@@ -180,7 +185,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
                     format!("step `{}` reads itself", step.name.value),
                 );
             } else if !defined.contains_key(&input.value) {
-                unknown_table(ctx, input, &format!("steps[{i}]"), &defined);
+                unknown_table(ctx, input, &format!("steps[{i}]"), &known);
             }
         }
     }
@@ -197,7 +202,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
             };
             let path = format!("{owner}.checks");
             if !defined.contains_key(&to_table.value) {
-                unknown_table(ctx, to_table, &path, &defined);
+                unknown_table(ctx, to_table, &path, &known);
             } else if is_source && !doc.sources.iter().any(|s| s.name.value == to_table.value) {
                 ctx.push(
                     Diagnostic::new(
@@ -221,7 +226,7 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
                 ctx,
                 &out.from,
                 &format!("outputs.{}.from", out.name.value),
-                &defined,
+                &known,
             );
         }
         if let Some(other) = seen_paths.insert(out.path.clone(), out.name.value.clone()) {
@@ -235,51 +240,77 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
     execution_order(ctx, doc)
 }
 
-fn unknown_table(
-    ctx: &mut Ctx<'_>,
-    name: &Spanned<String>,
-    path: &str,
-    defined: &BTreeMap<String, Location>,
-) {
-    let hint = did_you_mean(&name.value, defined.keys().map(String::as_str)).unwrap_or_else(|| {
-        format!(
-            "known sources and steps: {}",
-            defined.keys().cloned().collect::<Vec<_>>().join(", ")
-        )
-    });
+fn unknown_table(ctx: &mut Ctx<'_>, name: &Spanned<String>, path: &str, known: &Suggester<'_>) {
     ctx.push(
         Diagnostic::new(
             name.loc,
             path,
             format!("unknown source or step `{}`", name.value),
         )
-        .with_hint(hint),
+        .with_hint(known.hint(&name.value, "known sources and steps")),
     );
 }
 
 /// Kahn's algorithm, taking ready nodes in declaration order so the order is stable; the nodes
-/// left over form cycles and are reported.
+/// left over form cycles and are reported. Linear in steps and edges: names are looked up in
+/// a map and ready steps kept in a heap (a scan per step made 4,000 steps take a minute).
 fn execution_order(ctx: &mut Ctx<'_>, doc: &Decoded) -> Vec<String> {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, HashMap};
     let mut order: Vec<String> = doc.sources.iter().map(|s| s.name.value.clone()).collect();
-    let mut done: BTreeSet<String> = order.iter().cloned().collect();
-    let mut pending: Vec<&Step> = doc.steps.iter().collect();
-    loop {
-        let ready = pending.iter().position(|s| {
-            s.inputs().iter().all(|i| {
-                done.contains(&i.value) || !doc.steps.iter().any(|t| t.name.value == i.value)
-            })
-        });
-        match ready {
-            Some(i) => {
-                let step = pending.remove(i);
-                done.insert(step.name.value.clone());
-                order.push(step.name.value.clone());
-            }
-            None => break,
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(doc.steps.len());
+    for (i, step) in doc.steps.iter().enumerate() {
+        index.entry(step.name.value.as_str()).or_insert(i);
+    }
+    let mut waiting_for = vec![0usize; doc.steps.len()];
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); doc.steps.len()];
+    for (i, step) in doc.steps.iter().enumerate() {
+        let mut deps: Vec<usize> = step
+            .inputs()
+            .iter()
+            .filter_map(|input| index.get(input.value.as_str()).copied())
+            .collect();
+        deps.sort_unstable();
+        deps.dedup();
+        waiting_for[i] = deps.len();
+        for d in deps {
+            readers[d].push(i);
         }
     }
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..doc.steps.len())
+        .filter(|&i| waiting_for[i] == 0)
+        .map(Reverse)
+        .collect();
+    let mut done = vec![false; doc.steps.len()];
+    while let Some(Reverse(i)) = ready.pop() {
+        done[i] = true;
+        order.push(doc.steps[i].name.value.clone());
+        for &r in &readers[i] {
+            waiting_for[r] -= 1;
+            if waiting_for[r] == 0 {
+                ready.push(Reverse(r));
+            }
+        }
+    }
+    let pending: Vec<&Step> = doc
+        .steps
+        .iter()
+        .zip(&done)
+        .filter(|(_, d)| !**d)
+        .map(|(s, _)| s)
+        .collect();
     if !pending.is_empty() {
         let names: Vec<&str> = pending.iter().map(|s| s.name.value.as_str()).collect();
+        let shown = names.len().min(12);
+        let more = if names.len() > shown {
+            format!(" and {} more", names.len() - shown)
+        } else {
+            String::new()
+        };
+        let hint = format!(
+            "these steps read each other: {}{more}",
+            names[..shown].join(" → ")
+        );
         for step in &pending {
             ctx.push(
                 Diagnostic::new(
@@ -287,10 +318,7 @@ fn execution_order(ctx: &mut Ctx<'_>, doc: &Decoded) -> Vec<String> {
                     "steps",
                     format!("step `{}` is part of a dependency cycle", step.name.value),
                 )
-                .with_hint(format!(
-                    "these steps read each other: {}",
-                    names.join(" → ")
-                )),
+                .with_hint(hint.clone()),
             );
         }
     }
@@ -317,6 +345,7 @@ mod tests {
             diags: Default::default(),
             vars: &crate::Variables::new("2025".parse().expect("period"), BTreeMap::new()),
             sql_vars: BTreeMap::new(),
+            keys: BTreeMap::new(),
         };
         check_identifier(
             &mut ctx,

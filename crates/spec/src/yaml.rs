@@ -15,6 +15,9 @@ pub(crate) struct Ctx<'v> {
     pub vars: &'v Variables,
     /// How each user variable is written into SQL, from the pipeline's `vars:`.
     pub sql_vars: std::collections::BTreeMap<String, crate::SqlVar>,
+    /// Where every mapping key (and every item of a name list) was written, by key path, so
+    /// checks made after decoding (the engine's column checks) can still point at the key.
+    pub keys: std::collections::BTreeMap<String, Location>,
 }
 
 impl Ctx<'_> {
@@ -141,7 +144,10 @@ pub(crate) fn map<'a, 'y>(
     let mut entries = Vec::with_capacity(m.len());
     for (k, v) in m {
         match scalar_text(k) {
-            Some(key) => entries.push((key, loc(k), v)),
+            Some(key) => {
+                ctx.keys.insert(child_path(path, &key), loc(k));
+                entries.push((key, loc(k), v));
+            }
             None => ctx.error(loc(k), path, "mapping keys must be plain names"),
         }
     }
@@ -161,7 +167,12 @@ pub(crate) fn seq<'a, 'y>(
     path: &str,
 ) -> Option<&'a [Node<'y>]> {
     match &node.data {
-        YamlData::Sequence(items) => Some(items.as_slice()),
+        YamlData::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                ctx.keys.insert(format!("{path}[{i}]"), loc(item));
+            }
+            Some(items.as_slice())
+        }
         _ => {
             ctx.error(
                 loc(node),
@@ -246,7 +257,9 @@ pub(crate) fn names(
         YamlData::Sequence(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                out.extend(name(ctx, item, &format!("{path}[{i}]")));
+                let item_path = format!("{path}[{i}]");
+                ctx.keys.insert(item_path.clone(), loc(item));
+                out.extend(name(ctx, item, &item_path));
             }
             Some(out)
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
@@ -307,4 +307,14 @@ impl StepRunner for Identity<'_> {
                 .into(),
         })
     }
+}
+
+/// The identity step's output columns: linking happens in Rust, so later steps are planned
+/// (by `explain` and by validation) over this shape.
+pub(crate) fn output_schema() -> SchemaRef {
+    Arc::new(Schema::new(
+        ["source", "key", "person_id", "matched_by"]
+            .map(|n| Field::new(n, DataType::Utf8, false))
+            .to_vec(),
+    ))
 }

@@ -155,22 +155,39 @@ impl super::model::Model for Lookalike<'_> {
         _period: Period,
     ) -> Result<String, RunError> {
         let spec = self.0;
-        let model = LookalikeModel {
-            method: "index".into(),
-            best_segments: spec.best.clone(),
-            customers: 0,
-            best_customers: 0,
-            min_customers: spec.min_customers,
-            indexes: spec
-                .attributes
-                .iter()
-                .map(|a| AttributeIndex {
-                    attribute: a.clone(),
-                    values: Vec::new(),
-                })
-                .collect(),
-            centroid: Vec::new(),
-        };
+        let model = placeholder_model(spec);
         Ok(score_sql(spec, &model))
+    }
+}
+
+/// The model with placeholder statistics: the shape of a fitted one (method, attributes) for
+/// `explain` and for validation's list of the columns the step adds.
+pub(crate) fn placeholder_model(spec: &LookalikeSpec) -> LookalikeModel {
+    let centroid = spec.method == LookalikeMethod::Centroid;
+    LookalikeModel {
+        method: if centroid { "centroid" } else { "index" }.into(),
+        best_segments: spec.best.clone(),
+        customers: 0,
+        best_customers: 0,
+        min_customers: spec.min_customers,
+        indexes: spec
+            .attributes
+            .iter()
+            .map(|a| AttributeIndex {
+                attribute: a.clone(),
+                values: Vec::new(),
+            })
+            .collect(),
+        centroid: spec
+            .attributes
+            .iter()
+            .filter(|_| centroid)
+            .map(|a| AttributeCentroid {
+                attribute: a.clone(),
+                mean: 0.0,
+                std_dev: 1.0,
+                best_z: 0.0,
+            })
+            .collect(),
     }
 }

@@ -7,9 +7,10 @@
 
 mod cluster;
 mod clv;
+pub(crate) mod columns;
 mod enrich;
 pub(crate) mod frames;
-mod identity;
+pub(crate) mod identity;
 mod lookalike;
 mod matrix;
 pub(crate) mod model;

@@ -167,29 +167,35 @@ impl super::model::Model for Potential<'_> {
         _period: Period,
     ) -> Result<String, RunError> {
         let spec = self.0;
-        let model = PotentialModel {
-            target: spec.target.clone(),
-            intercept: 0.0,
-            numeric: spec
-                .numeric
-                .iter()
-                .map(|c| NumericTerm {
-                    column: c.clone(),
-                    coefficient: 0.0,
-                })
-                .collect(),
-            categorical: spec
-                .categorical
-                .iter()
-                .map(|c| CategoricalTerm {
-                    column: c.clone(),
-                    baseline: String::new(),
-                    levels: Vec::new(),
-                })
-                .collect(),
-            r_squared: 0.0,
-            observations: 0,
-        };
+        let model = placeholder_model(spec);
         Ok(apply_sql(spec, &model))
+    }
+}
+
+/// The model with zero coefficients: the shape of a fitted one for `explain` and for
+/// validation's list of the columns the step adds.
+pub(crate) fn placeholder_model(spec: &PotentialSpec) -> PotentialModel {
+    PotentialModel {
+        target: spec.target.clone(),
+        intercept: 0.0,
+        numeric: spec
+            .numeric
+            .iter()
+            .map(|c| NumericTerm {
+                column: c.clone(),
+                coefficient: 0.0,
+            })
+            .collect(),
+        categorical: spec
+            .categorical
+            .iter()
+            .map(|c| CategoricalTerm {
+                column: c.clone(),
+                baseline: String::new(),
+                levels: Vec::new(),
+            })
+            .collect(),
+        r_squared: 0.0,
+        observations: 0,
     }
 }
