@@ -1114,6 +1114,7 @@ mod tests {
                 col("phone", ColumnType::String, false, Some(Pii::Drop)),
                 col("amount", ColumnType::Float64, false, None),
             ],
+            identifiers: Default::default(),
             on_bad_row: OnBadRow::Quarantine,
             bad_row_limits: BadRowLimits::default(),
             checks: Vec::new(),
