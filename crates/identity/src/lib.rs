@@ -437,6 +437,7 @@ mod tests {
             strip_plus_addressing: true,
             default_country_code: Some("46".into()),
             hash_key: None,
+            ..Options::default()
         };
         let records = [
             rec("crm", "1", Some("Anna@X.se"), None),
@@ -479,6 +480,7 @@ mod tests {
             strip_plus_addressing: true,
             default_country_code: Some("46".into()),
             hash_key: None,
+            ..Options::default()
         }
     }
 
