@@ -783,3 +783,88 @@ outputs:
     let x = rows.iter().find(|r| r[0] == "X").expect("X");
     assert_eq!(x[1], "395.0");
 }
+
+/// Regression (issue 11 item 13, lookalike centroids): mean and standard deviation were
+/// `avg`/`stddev_pop` over DOUBLEs, whose bits depend on the order partitions arrive in, so
+/// the stored model and the scores could differ between parallelism settings and reruns.
+/// Many rows of values with long fractions, run at 1, 2 and 8 partitions: the artifact and the
+/// scored output are the same bytes, and the mean is the exactly computed one.
+#[test]
+fn lookalike_centroid_is_the_same_bits_at_any_parallelism() {
+    let s = Scratch::new();
+    let mut customers = String::from("customer_id,segment,income,age\n");
+    let mut sum = 0.0f64;
+    for i in 0..120_000u32 {
+        // Values with 6 decimals whose float sum is sensitive to order.
+        let income = f64::from(i % 977) * 1234.567891 + 0.000001 * f64::from(i % 7);
+        sum += income;
+        let segment = if i % 10 == 0 { "Best" } else { "Rest" };
+        customers.push_str(&format!("c{i},{segment},{income:.6},{}\n", 20 + i % 50));
+    }
+    s.write("customers.csv", &customers);
+    s.write(
+        "prospects.csv",
+        "prospect_id,income,age\nq1,600000.5,40\nq2,40.25,53\n",
+    );
+    let pipeline = r#"
+pipeline: twins
+period: year
+engine:
+  target_partitions: ${PARTS}
+sources:
+  customers:
+    path: customers.csv
+    schema: { customer_id: string, segment: string, income: double, age: double }
+  prospects:
+    path: prospects.csv
+    schema: { prospect_id: string, income: double, age: double }
+steps:
+  - name: twins
+    model: lookalike
+    method: centroid
+    customers: customers
+    prospects: prospects
+    key: prospect_id
+    best: [Best]
+    attributes: [income, age]
+outputs:
+  twins: { from: twins, order_by: [lookalike_rank] }
+"#;
+    let mut seen = Vec::new();
+    for parts in [1, 2, 8] {
+        let dir = s.path(&format!("p{parts}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("p.yaml"), pipeline).expect("write");
+        for f in ["customers.csv", "prospects.csv"] {
+            std::fs::copy(s.path(f), dir.join(f)).expect("copy");
+        }
+        crate::common::segflow(
+            &[
+                "run",
+                "p.yaml",
+                "--period",
+                "2025",
+                "--var",
+                &format!("PARTS={parts}"),
+            ],
+            &dir,
+        )
+        .assert_code(0);
+        let model =
+            std::fs::read(dir.join("out/models/twins/period=2025/model.json")).expect("artifact");
+        let scores =
+            std::fs::read(&parquet_files(&dir.join("out/twins/period=2025"))[0]).expect("scores");
+        seen.push((model, scores));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0], seen[2]);
+    let model: serde_json::Value = serde_json::from_slice(&seen[0].0).expect("json");
+    let mean = model["parameters"]["centroid"][0]["mean"]
+        .as_f64()
+        .expect("mean");
+    assert!(
+        (mean - sum / 120_000.0).abs() < 1e-6,
+        "{mean} vs {}",
+        sum / 120_000.0
+    );
+}

@@ -80,20 +80,27 @@ pub fn totals_sql(spec: &LookalikeSpec) -> String {
     )
 }
 
-/// Per attribute: mean and population standard deviation over all customers, mean over the best.
+/// Columns per attribute in [`centroid_sql`]'s row.
+pub const CENTROID_COLUMNS: usize = 5;
+
+/// Per attribute, exact sums from which [`centroid_of`] derives mean, population standard
+/// deviation and the best customers' mean: `count`, `sum`, `sum of squares` over all
+/// customers, `count` and `sum` over the best. Summed as decimals (6 places, so squares keep
+/// 12), because a floating-point sum depends on the order partitions arrive in and the
+/// model must be the same bits at any parallelism.
 pub fn centroid_sql(spec: &LookalikeSpec) -> String {
+    let best = best_filter(spec);
     let parts: Vec<String> = spec
         .attributes
         .iter()
         .flat_map(|a| {
-            let a = quote_ident(a);
+            let x = format!("CAST({} AS DECIMAL(38,6))", quote_ident(a));
             [
-                format!("avg(CAST({a} AS DOUBLE))"),
-                format!("stddev_pop(CAST({a} AS DOUBLE))"),
-                format!(
-                    "avg(CASE WHEN {} THEN CAST({a} AS DOUBLE) END)",
-                    best_filter(spec)
-                ),
+                format!("CAST(count({x}) AS DOUBLE)"),
+                format!("sum({x})"),
+                format!("sum({x} * {x})"),
+                format!("CAST(count(CASE WHEN {best} THEN {x} END) AS DOUBLE)"),
+                format!("sum(CASE WHEN {best} THEN {x} END)"),
             ]
         })
         .collect();
@@ -102,6 +109,21 @@ pub fn centroid_sql(spec: &LookalikeSpec) -> String {
         parts.join(", "),
         quote_ident(&spec.customers.value)
     )
+}
+
+/// `(mean, population standard deviation, mean of the best)` from one attribute's sums in
+/// [`centroid_sql`]; `None` without values (or without best customers having one).
+pub fn centroid_of(sums: &[Option<f64>]) -> Option<(f64, f64, f64)> {
+    let [n, s1, s2, best_n, best_s1] = sums else {
+        return None;
+    };
+    let (n, s1, s2, best_n, best_s1) = ((*n)?, (*s1)?, (*s2)?, (*best_n)?, (*best_s1)?);
+    if n <= 0.0 || best_n <= 0.0 {
+        return None;
+    }
+    let mean = s1 / n;
+    let variance = (s2 / n - mean * mean).max(0.0);
+    Some((mean, variance.sqrt(), best_s1 / best_n))
 }
 
 /// Index of a value; 100 without enough customers to say.
@@ -226,4 +248,25 @@ SELECT ranked.*, CAST(row_number() OVER (ORDER BY lookalike_score DESC NULLS LAS
 FROM ranked",
         cols = per_attribute.join(", "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values 1, 2, 3, 4 with 3 and 4 the best: mean 2.5, variance 30/4 − 2.5² = 1.25,
+    /// best mean 3.5.
+    #[test]
+    fn centroid_from_exact_sums() {
+        let sums = [Some(4.0), Some(10.0), Some(30.0), Some(2.0), Some(7.0)];
+        let (mean, sd, best) = centroid_of(&sums).expect("centroid");
+        assert_eq!(mean, 2.5);
+        assert!((sd - 1.25f64.sqrt()).abs() < 1e-15);
+        assert_eq!(best, 3.5);
+        assert_eq!(centroid_of(&[Some(0.0), None, None, Some(0.0), None]), None);
+        assert_eq!(
+            centroid_of(&[Some(3.0), Some(1.0), Some(1.0), Some(0.0), None]),
+            None
+        );
+    }
 }

@@ -4,8 +4,8 @@
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
 use segflow_models::lookalike::{
-    AttributeCentroid, AttributeIndex, LookalikeModel, ValueIndex, centroid_sql, index_of,
-    score_sql, totals_sql, value_counts_sql,
+    AttributeCentroid, AttributeIndex, CENTROID_COLUMNS, LookalikeModel, ValueIndex, centroid_of,
+    centroid_sql, index_of, score_sql, totals_sql, value_counts_sql,
 };
 use segflow_spec::{LookalikeMethod, LookalikeSpec, Period};
 
@@ -88,8 +88,10 @@ pub(super) async fn fit(
         LookalikeMethod::Centroid => {
             let row = single_row(ctx, step, &centroid_sql(spec)).await?;
             for (i, attribute) in spec.attributes.iter().enumerate() {
-                let get = |j: usize| row.get(i * 3 + j).copied().flatten();
-                let (Some(mean), Some(sd), Some(best_mean)) = (get(0), get(1), get(2)) else {
+                let sums = row
+                    .get(i * CENTROID_COLUMNS..(i + 1) * CENTROID_COLUMNS)
+                    .unwrap_or_default();
+                let Some((mean, sd, best_mean)) = centroid_of(sums) else {
                     return Err(fit_err(
                         step,
                         format!("attribute `{attribute}` has no numeric values"),
