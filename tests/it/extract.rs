@@ -358,3 +358,47 @@ fn dialects_and_compression_load_to_the_same_values() {
         assert_eq!(rows, expected, "{file}");
     }
 }
+
+/// Regression (issue 11, CSV edge cases): a file refused whole (here: a declared column is
+/// missing) was absent from the manifest's `inputs`, so the manifest of the failed run did not
+/// say which files were there. Every listed file is recorded, the refused one with its reason.
+#[test]
+fn a_file_refused_whole_is_in_the_manifest_inputs_with_its_reason() {
+    let s = Scratch::new();
+    s.write("in/a.csv", "id,amount\n1,2.50\n");
+    s.write("in/b.csv", "id\n2\n");
+    let p = s.write(
+        "p.yaml",
+        r#"
+pipeline: refused
+period: year
+output_dir: out
+sources:
+  orders:
+    path: in/*.csv
+    schema: { id: int64, amount: "decimal(10,2)" }
+steps:
+  - { name: all_orders, sql: "SELECT * FROM orders" }
+outputs:
+  all_orders: { from: all_orders, order_by: [id] }
+"#,
+    );
+    let r = run_pipeline(&p, "2025", s.dir.path());
+    r.assert_code(2);
+    let m = r.manifest();
+    let by_file: std::collections::BTreeMap<String, Option<String>> = m
+        .inputs
+        .iter()
+        .map(|i| {
+            (
+                i.path.rsplit('/').next().unwrap_or("").to_string(),
+                i.refused.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(by_file.len(), 2, "{:?}", m.inputs);
+    let b = by_file["b.csv"].as_deref().expect("b.csv refused");
+    assert!(b.contains("lacks declared column `amount`"), "{b}");
+    assert!(by_file["a.csv"].is_some(), "a.csv was not used either");
+    assert!(m.inputs.iter().all(|i| i.sha256.is_empty() && i.rows == 0));
+}

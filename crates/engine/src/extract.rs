@@ -125,7 +125,34 @@ pub(crate) async fn extract(
     })?;
     // Remembered, so the source's files go as soon as its last reader has run.
     space.remember(name, scratch.clone());
-    let loaded = segflow_sources::load(ctx, source, &files, pii_key, &scratch).await?;
+    let loaded = match segflow_sources::load(ctx, source, &files, pii_key, &scratch).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // A file refused whole still belongs in the manifest's inputs: the auditor sees
+            // what was there and why nothing of the source was used.
+            for file in &files {
+                let refused = if e.file() == Some(file.url.as_str()) {
+                    e.to_string()
+                } else {
+                    format!(
+                        "not used: source `{name}` was refused ({})",
+                        e.file().unwrap_or("see the error")
+                    )
+                };
+                manifest.inputs.push(InputRecord {
+                    source: name.clone(),
+                    path: file.url.clone(),
+                    size: file.size,
+                    sha256: String::new(),
+                    rows: 0,
+                    rows_rejected: 0,
+                    encoding: String::new(),
+                    refused: Some(refused),
+                });
+            }
+            return Err(e.into());
+        }
+    };
     for (i, (file, sha256)) in files.iter().zip(&loaded.sha256_per_file).enumerate() {
         manifest.inputs.push(InputRecord {
             source: name.clone(),
@@ -135,6 +162,7 @@ pub(crate) async fn extract(
             rows: loaded.rows_per_file[i] as u64,
             rows_rejected: loaded.rejected_per_file[i] as u64,
             encoding: loaded.encodings[i].to_string(),
+            refused: None,
         });
     }
     // The invariant the manifest promises, checked on every source, every run.

@@ -116,6 +116,10 @@ pub struct InputRecord {
     pub rows_rejected: u64,
     /// Text encoding as declared or detected (`utf-8`, `windows-1252`…; the format for binary files).
     pub encoding: String,
+    /// Set when the file was not read to the end: why it was refused whole, or that the
+    /// source stopped at another file first. Its `sha256` is then empty and its counts are 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// One source or step. For sources `rows_read = rows_written + rows_rejected` always holds.

@@ -77,3 +77,21 @@ pub enum SourceError {
         error: Box<DataFusionError>,
     },
 }
+
+impl SourceError {
+    /// The file the error is about, when it is about one file (which was then refused whole).
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            SourceError::Io { file, .. }
+            | SourceError::EmptyFile { file, .. }
+            | SourceError::MissingColumn { file, .. }
+            | SourceError::UndeclaredColumns { file, .. }
+            | SourceError::DuplicateColumn { file, .. }
+            | SourceError::Decode { file, .. }
+            | SourceError::Read { file, .. } => Some(file),
+            SourceError::InvalidLocation { .. }
+            | SourceError::NoFiles { .. }
+            | SourceError::Scratch { .. } => None,
+        }
+    }
+}
