@@ -147,11 +147,21 @@ fn identifiers<'a>(
     phones: &mut HashMap<&'a str, Result<Option<String>, validate::Rejection>>,
     rejected: &mut BTreeMap<&'static str, u64>,
 ) -> [Option<String>; 5] {
+    let is_token = |rule: &str| {
+        opts.tokens
+            .iter()
+            .any(|(source, token_rule)| *source == r.source && *token_rule == rule)
+    };
     let raw_phone = r.phone.as_deref().unwrap_or("");
-    let phone = phones
-        .entry(raw_phone)
-        .or_insert_with(|| validate::phone(raw_phone, opts.default_country_code.as_deref()))
-        .clone();
+    // A token is not a phone number: parsing it against the numbering plans is wasted work.
+    let phone = if is_token("phone") {
+        Ok(None)
+    } else {
+        phones
+            .entry(raw_phone)
+            .or_insert_with(|| validate::phone(raw_phone, opts.default_country_code.as_deref()))
+            .clone()
+    };
     let checked = [
         validate::national_id(r.national_id.as_deref().unwrap_or("")),
         validate::email(r.email.as_deref().unwrap_or(""), opts.strip_plus_addressing),
@@ -169,7 +179,7 @@ fn identifiers<'a>(
         let rule = RULES[i + 1];
         let result = match given.get(i) {
             // A token from a `pii: hash` column: normalized and checked at read time.
-            Some(value) if opts.tokens.contains(&(r.source.clone(), rule)) => {
+            Some(value) if is_token(rule) => {
                 match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
                     None => Ok(None),
                     Some(v) if v.starts_with(INVALID_TOKEN_PREFIX) => {
