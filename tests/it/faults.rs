@@ -223,7 +223,15 @@ fn a_kill_at_any_point_of_the_commit_leaves_exactly_the_old_or_the_new_run() {
         } else if state == new {
             seen_new += 1;
             assert_eq!(killed.status, RunStatus::Succeeded, "{line}");
+            // The whole story, not an empty list marked committed: two outputs, the
+            // quarantine, the fitted artifact.
+            assert_eq!(killed.outputs.len(), 3, "{line}");
             assert!(killed.outputs.iter().all(|o| o.committed), "{line}");
+            assert!(
+                killed.models.len() == 1 && killed.models[0].committed,
+                "{line}: {:?}",
+                killed.models
+            );
         } else {
             let diff: Vec<&String> = state
                 .keys()

@@ -144,7 +144,9 @@ fn identity_links_on_pii_hashed_identifiers_normalized_before_hashing() {
          K1,Anna.Berg@Example.SE ,\n\
          K2,,070-999 88 77\n\
          K3,n/a,\n\
-         K4,N/A,\n",
+         K4,N/A,\n\
+         K5,,\n\
+         K6, ,\n",
     );
     // The web export is not hashed: its e-mails must still meet the CRM's tokens.
     s.write(
@@ -196,8 +198,10 @@ outputs:
     assert_eq!(y["crm/K2"].1, "phone");
     // The two `N/A`s are placeholders, not one shared e-mail.
     assert_ne!(id("crm/K3"), id("crm/K4"));
+    // Blank e-mails are no e-mail, not one shared token.
+    assert_ne!(id("crm/K5"), id("crm/K6"));
     let distinct: std::collections::BTreeSet<String> = y.values().map(|v| v.0.clone()).collect();
-    assert_eq!(distinct.len(), 4, "{y:?}");
+    assert_eq!(distinct.len(), 6, "{y:?}");
     let step = r
         .manifest()
         .steps
@@ -223,5 +227,58 @@ outputs:
     assert!(
         rows[2][email].starts_with("invalid-") && rows[3][email].starts_with("invalid-"),
         "{rows:?}"
+    );
+}
+
+/// Review finding on item 12: hashed identifiers were hashed once more for the registry, so
+/// turning on `pii: hash` for a column re-keyed every person known by it. A person known from
+/// a run on clear e-mails keeps the id when the e-mail column is hashed from then on.
+#[test]
+fn turning_on_pii_hash_keeps_known_person_ids() {
+    let s = Scratch::new();
+    let pipeline = |email: &str| {
+        format!(
+            r#"
+pipeline: persons
+period: year
+output_dir: out
+privacy: {{ key_env: SEGFLOW_PII_KEY }}
+sources:
+  crm:
+    path: crm_${{period}}.csv
+    schema: {{ customer_id: string, email: {email} }}
+steps:
+  - name: persons
+    model: identity
+    inputs:
+      - {{ from: crm, key: customer_id, email: email }}
+outputs:
+  persons: {{ from: persons, order_by: [source, key] }}
+"#
+        )
+    };
+    let env = [("SEGFLOW_PII_KEY", "test-key-not-a-secret")];
+    s.write("crm_2024.csv", "customer_id,email\nK1,anna@x.se\n");
+    let p = s.write("p.yaml", &pipeline("string"));
+    crate::common::segflow_env(
+        &["run", p.to_str().expect("utf8"), "--period", "2024"],
+        s.dir.path(),
+        &env,
+    )
+    .assert_code(0);
+    // 2025: Anna has a new customer number; the e-mail column is hashed from now on.
+    s.write("crm_2025.csv", "customer_id,email\nK9,Anna@X.se\n");
+    let p = s.write("p.yaml", &pipeline("{ type: string, pii: hash }"));
+    crate::common::segflow_env(
+        &["run", p.to_str().expect("utf8"), "--period", "2025"],
+        s.dir.path(),
+        &env,
+    )
+    .assert_code(0);
+    let before = persons(&s, "2024");
+    let after = persons(&s, "2025");
+    assert_eq!(
+        after["crm/K9"].0, before["crm/K1"].0,
+        "{before:?} {after:?}"
     );
 }

@@ -148,37 +148,68 @@ fn recover_run(
     now: &str,
 ) -> Result<RecoveryRecord, RunError> {
     let journal = run_dir.join("commit.json");
-    let committed = if journal.exists() {
-        match segflow_sinks::recover(&journal)? {
-            Recovered::RolledBack => Some(false),
-            Recovered::Completed => Some(true),
-        }
+    // (whether it had committed, what its commit replaced)
+    let replayed = if journal.exists() {
+        let (outcome, replayed) = segflow_sinks::recover(&journal)?;
+        let targets: Vec<String> = replayed
+            .replacements
+            .iter()
+            .map(|r| r.target.display().to_string())
+            .collect();
+        Some((outcome == Recovered::Completed, targets))
     } else {
         None
     };
     let (mut removed, mut bytes) = (Vec::new(), 0);
-    for place in places {
+    // Where the dead run said it would stage (its own spill directory, say), and where this
+    // pipeline stages now.
+    let mut all_places = recorded_places(run_dir);
+    all_places.extend(places.iter().cloned());
+    all_places.sort();
+    all_places.dedup();
+    for place in &all_places {
         sweep(place, run_id, SWEEP_DEPTH, &mut removed, &mut bytes);
     }
     let manifest_path = run_dir.join("manifest.json");
-    let action = match committed {
-        Some(true) => "completed",
-        Some(false) => "rolled_back",
+    let action = match &replayed {
+        Some((true, _)) => "completed",
+        Some((false, _)) => "rolled_back",
         None => "abandoned",
     };
     if let Ok(text) = std::fs::read_to_string(&manifest_path)
         && let Ok(mut manifest) = serde_json::from_str::<Manifest>(&text)
         && manifest.status == RunStatus::Running
     {
-        mark_recovered(&mut manifest, committed == Some(true), me, now);
+        let committed = replayed
+            .as_ref()
+            .filter(|(done, _)| *done)
+            .map(|(_, targets)| targets.as_slice());
+        mark_recovered(&mut manifest, committed, me, now);
         crate::run::write_manifest_at(&manifest_path, &manifest)?;
     }
-    // Last: once the lock file is gone, nothing marks this run as needing recovery.
+    // The outcome is recorded: the journal can go (replaying it again would be harmless).
+    for done in [
+        "commit.json",
+        PLACES_FILE,
+        ".commit.json.tmp",
+        ".manifest.json.tmp",
+        ".run.lock.tmp",
+    ] {
+        let _ = std::fs::remove_file(run_dir.join(done));
+    }
+    // Last: once the lock file is gone, nothing marks this run as needing recovery. Gone
+    // already means the run ended normally just as it was found.
     let lock = run_lock_path(run_dir);
-    std::fs::remove_file(&lock).map_err(|e| RunError::Lock {
-        path: lock.display().to_string(),
-        message: e.to_string(),
-    })?;
+    match std::fs::remove_file(&lock) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(RunError::Lock {
+                path: lock.display().to_string(),
+                message: e.to_string(),
+            });
+        }
+    }
     warn!(run = %run_id, action, removed = removed.len(), bytes, "recovered a run that had died");
     Ok(RecoveryRecord {
         run_id: run_id.to_string(),
@@ -188,18 +219,48 @@ fn recover_run(
     })
 }
 
+/// `places.json` in a run's directory: where it stages, written when it starts.
+const PLACES_FILE: &str = "places.json";
+
+/// Records where this run will stage, so whoever recovers it sweeps there even if the
+/// pipeline or the command line (`--spill-dir`) changes before then.
+pub(crate) fn record_places(pipeline: &Pipeline, run_dir: &Path) -> Result<(), RunError> {
+    let places: Vec<String> = staging_places(pipeline)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let path = run_dir.join(PLACES_FILE);
+    std::fs::write(&path, serde_json::to_vec(&places).unwrap_or_default()).map_err(|source| {
+        RunError::Manifest {
+            path: path.display().to_string(),
+            source,
+        }
+    })
+}
+
+fn recorded_places(run_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read(run_dir.join(PLACES_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Vec<String>>(&bytes).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect()
+}
+
 /// The dead run's manifest, corrected: it committed (its journal had reached the commit
 /// point) or it did not, and nothing of it is left.
-fn mark_recovered(manifest: &mut Manifest, committed: bool, me: &str, now: &str) {
+fn mark_recovered(manifest: &mut Manifest, committed: Option<&[String]>, me: &str, now: &str) {
     manifest.recovered_by = Some(me.to_string());
     manifest.finished_at = Some(now.to_string());
-    if committed {
+    if let Some(targets) = committed {
         manifest.status = RunStatus::Succeeded;
         for o in &mut manifest.outputs {
             o.committed = true;
         }
+        // Only artifacts the commit wrote; applied models were never the run's to commit.
         for m in &mut manifest.models {
-            m.committed = true;
+            m.committed = targets.contains(&m.path);
         }
     } else {
         manifest.status = RunStatus::Abandoned;

@@ -23,7 +23,7 @@ use crate::materialize::{Scratch, materialize, release};
 use crate::output::{file_metadata, inputs_fingerprint, output_files, stage_output};
 use crate::pauses::Pauses;
 use crate::quarantine::stage_quarantine;
-use crate::recovery::{recover_dead_runs, sweep_run};
+use crate::recovery::{record_places, recover_dead_runs, sweep_run};
 use crate::session::session;
 use crate::steps::model::stage_artifact;
 use crate::steps::{FitContext, StepContext, runner};
@@ -146,6 +146,7 @@ pub async fn run_until(
         .map_err(clone_location_err)
         .and_then(|dir| {
             let lock = lock_run(dir, &Holder::me(&run_id, &manifest.started_at))?;
+            record_places(pipeline, dir)?;
             write_manifest_at(&dir.join("manifest.json"), &manifest)?;
             Ok(lock)
         });
@@ -181,6 +182,9 @@ pub async fn run_until(
     // What is left to clean. After the commit point, only the replaced data; a failure there
     // (or a commit whose rollback failed) keeps `run.lock`, so the next run finds the journal.
     let keep_for_recovery = match (committed, &result) {
+        // Committed, but the manifest still says `running`: the journal and `run.lock` stay,
+        // and the next run's recovery completes the commit and marks the manifest succeeded.
+        (Some(_), _) if written.is_err() => true,
         (Some(tx), _) => match tx.finish(&mut |label| pauses.point(label)) {
             Ok(()) => false,
             Err(e) => {
@@ -196,6 +200,7 @@ pub async fn run_until(
         (None, Ok(())) => false,
     };
     if let (Ok(dir), false) = (&run_dir, keep_for_recovery) {
+        let _ = std::fs::remove_file(dir.join("places.json"));
         let _ = std::fs::remove_file(run_lock_path(dir));
     }
     RunOutcome {
@@ -473,10 +478,20 @@ async fn execute_in(
     for registry in &registries {
         registry.check_unchanged()?;
     }
+    // What the run is about to commit, on disk before the journal: a recovery that completes
+    // this commit after a kill then has the whole story to mark as succeeded.
+    write_manifest_at(&runs.join(run_id).join("manifest.json"), manifest)?;
     let mut tx =
         Transaction::prepare(&runs.join(run_id).join("commit.json"), run_id, replacements)?;
     pauses.point("journal prepared");
-    tx.commit(&mut |label| pauses.point(label))?;
+    if let Err(e) = tx.commit(&mut |label| pauses.point(label)) {
+        if matches!(e, segflow_sinks::SinkError::RollbackFailed { .. }) {
+            // Half-applied and still ours: keep the commit lock until the process ends, so
+            // no other run builds on it before a recovery (which needs this process gone).
+            std::mem::forget(commit_lock);
+        }
+        return Err(e.into());
+    }
     drop(commit_lock);
     for record in &mut manifest.outputs {
         record.committed = true;

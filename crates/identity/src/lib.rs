@@ -327,8 +327,16 @@ pub fn resolve_with(
                 .iter()
                 .flat_map(|&i| {
                     RULES.iter().zip(&ids[i]).filter_map(|(rule, v)| {
-                        v.as_ref()
-                            .map(|v| identifier_hash(opts.hash_key.as_deref(), rule, v))
+                        v.as_ref().map(|v| {
+                            if opts.tokens.iter().any(|(_, r)| r == rule) {
+                                // Already `identifier_hash(key, rule, normalized)` (see
+                                // `token`): the same registry key as before the column was
+                                // hashed, so known persons stay known.
+                                v.clone()
+                            } else {
+                                identifier_hash(opts.hash_key.as_deref(), rule, v)
+                            }
+                        })
                     })
                 })
                 .collect()

@@ -108,6 +108,11 @@ impl Transaction {
     pub fn commit(&mut self, step: &mut dyn FnMut(&str)) -> Result<(), SinkError> {
         let result = self.apply(step);
         if let Err(e) = result {
+            // The commit point's rename may have reached the disk although its fsync failed:
+            // say `prepared` again before undoing, or a later recovery would "complete" a
+            // half-undone commit.
+            self.journal.state = JournalState::Prepared;
+            let _ = write_journal(&self.journal_path, &self.journal);
             return match roll_back(&self.journal) {
                 Ok(()) => {
                     let _ = std::fs::remove_file(&self.journal_path);
@@ -146,8 +151,10 @@ impl Transaction {
     }
 }
 
-/// Finishes or undoes the transaction of a run that died, as its journal says.
-pub fn recover(journal_path: &Path) -> Result<Recovered, SinkError> {
+/// Finishes or undoes the transaction of a run that died, as its journal says. The journal
+/// stays: the caller removes it once it has recorded the outcome (replaying it again is
+/// harmless), so a kill in between cannot lose what happened.
+pub fn recover(journal_path: &Path) -> Result<(Recovered, Journal), SinkError> {
     let text = std::fs::read_to_string(journal_path).map_err(io(journal_path))?;
     let journal: Journal = serde_json::from_str(&text).map_err(|e| SinkError::Journal {
         path: journal_path.to_path_buf(),
@@ -163,8 +170,7 @@ pub fn recover(journal_path: &Path) -> Result<Recovered, SinkError> {
             Recovered::Completed
         }
     };
-    std::fs::remove_file(journal_path).map_err(io(journal_path))?;
-    Ok(outcome)
+    Ok((outcome, journal))
 }
 
 /// `<parent>/.segflow-replaced-<run>/<name>`: beside the target, on the same file system, and
@@ -367,7 +373,8 @@ mod tests {
             tx.journal.state = JournalState::Committed;
             write_journal(&journal, &tx.journal).expect("commit point");
         }
-        let recovered = recover(&journal).expect("recover");
+        let (recovered, _) = recover(&journal).expect("recover");
+        std::fs::remove_file(&journal).expect("journal recorded");
         (recovered, root, dir)
     }
 

@@ -82,8 +82,9 @@ fn hash_value(key: &[u8], role: Option<&IdentifierRole>, text: &str) -> String {
     };
     match segflow_identity::normalize_identifier(role.rule(), text, strip, country) {
         Ok(Some(normalized)) => segflow_identity::token(key, role.rule(), &normalized),
-        // Blank: the same token every time, like any other value.
-        Ok(None) => pseudonymize(key, text),
+        // Blank: no identifier. An empty string, not one token shared by every blank value,
+        // which identity would take for one e-mail address many people have.
+        Ok(None) => String::new(),
         Err(_) => format!(
             "{}{}",
             segflow_identity::INVALID_TOKEN_PREFIX,
@@ -100,12 +101,28 @@ fn hash_array(
     array: &ArrayRef,
 ) -> Result<ArrayRef, ArrowError> {
     let mut out = StringBuilder::with_capacity(array.len(), array.len() * 64);
+    // Identifiers recur (one phone on many orders) and parsing a phone number against the
+    // numbering plans is the slow part: each distinct text is normalized once per batch.
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for i in 0..array.len() {
         if array.is_null(i) {
             out.append_null();
-        } else {
-            out.append_value(hash_value(key, role, &array_value_to_string(array, i)?));
+            continue;
         }
+        let text = array_value_to_string(array, i)?;
+        if role.is_none() {
+            out.append_value(pseudonymize(key, &text));
+            continue;
+        }
+        let token = match seen.get(&text) {
+            Some(token) => token.clone(),
+            None => {
+                let token = hash_value(key, role, &text);
+                seen.insert(text, token.clone());
+                token
+            }
+        };
+        out.append_value(token);
     }
     Ok(Arc::new(out.finish()))
 }

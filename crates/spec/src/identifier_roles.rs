@@ -49,7 +49,11 @@ pub(crate) fn assign(ctx: &mut Ctx<'_>, doc: &mut Decoded) {
                 (input.national_id.as_deref(), IdentifierRole::NationalId),
             ];
             for (column, role) in wanted {
-                let Some(column) = column else { continue };
+                // Only a hashed column needs its rule at read time; a clear one is
+                // normalized by each identity step on its own terms.
+                let Some(column) = column.filter(|c| hashed(c)) else {
+                    continue;
+                };
                 let key = (source.name.value.clone(), column.to_string());
                 match roles.get(&key) {
                     Some((other, other_step)) if *other != role => ctx.push(
