@@ -223,7 +223,7 @@ impl Export {
             Some(sep) if self.grouped => {
                 let mut out = String::new();
                 for (i, c) in plain.chars().enumerate() {
-                    if i > 0 && (plain.len() - i) % 3 == 0 {
+                    if i > 0 && (plain.len() - i).is_multiple_of(3) {
                         out.push(sep);
                     }
                     out.push(c);
