@@ -461,12 +461,7 @@ impl Chunks<'_> {
                 file: file.to_string(),
                 line: lines.line_at(text, from),
                 raw: if self.redact.iter().any(|r| *r) {
-                    capped_raw(&protected_raw(
-                        record,
-                        self.redact,
-                        self.header_len,
-                        opts.delimiter,
-                    ))
+                    capped_raw(&protected_raw(record, opts.delimiter))
                 } else {
                     capped_raw(
                         text.get(from..to)
@@ -531,6 +526,10 @@ impl Chunks<'_> {
             }
             let mut values: Vec<Value<'_>> = Vec::with_capacity(declared.len());
             let mut problems = Vec::new();
+            // As for the raw text: in a source with personal columns a bad record's fields may
+            // be shifted (a delimiter lost in one field and one added in another keeps the
+            // header's shape), so any cell can carry a personal value and none is quoted.
+            let withhold_all = self.redact.iter().any(|r| *r);
             for (col, &pos) in declared.iter().zip(positions) {
                 let cell = pos.map_or("", |p| &record[p]);
                 match parse(cell, col.data_type, col.format.as_deref(), opts) {
@@ -544,6 +543,10 @@ impl Chunks<'_> {
                             col.name, col.data_type
                         ))
                     }
+                    Err(_) if withhold_all => problems.push(format!(
+                        "column `{}`: not a valid {} (value withheld: the source has personal columns, and a shifted field may hold one)",
+                        col.name, col.data_type
+                    )),
                     Err(e) => problems.push(format!("column `{}`: {e}", col.name)),
                 }
             }
@@ -629,38 +632,13 @@ pub(crate) fn capped_raw(raw: &str) -> String {
     )
 }
 
-/// The raw text of a bad row of a source with personal columns. Field positions say which
-/// fields are personal only when the record has the header's shape and no field spans lines:
-/// a row with a missing or extra field, or an open quote that swallowed the following lines,
-/// can carry a phone number in any field. Then every field is withheld, and only the row's
-/// shape (how many fields) remains to diagnose it.
-fn protected_raw(
-    record: &csv::StringRecord,
-    redact: &[bool],
-    header_len: usize,
-    delimiter: u8,
-) -> String {
-    let trusted = record.len() == header_len && !record.iter().any(|f| f.contains(['\n', '\r']));
-    if trusted {
-        return redacted(record, redact, delimiter);
-    }
+/// The raw text of a bad row of a source with personal columns: every field withheld, only
+/// the row's shape (how many fields) remains; the reason names the column and the problem.
+/// Field positions cannot say which fields are personal in a bad row: a missing or extra
+/// field, an open quote that swallowed the following lines, or a delimiter lost in one field
+/// and added in another (the header's shape, shifted values) puts a phone number anywhere.
+fn protected_raw(record: &csv::StringRecord, delimiter: u8) -> String {
     vec!["<withheld>"; record.len()].join(&char::from(delimiter).to_string())
-}
-
-/// The record with its personal-data fields replaced by `<pii>`.
-fn redacted(record: &csv::StringRecord, redact: &[bool], delimiter: u8) -> String {
-    let fields: Vec<&str> = record
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            if redact.get(i).copied().unwrap_or(false) {
-                "<pii>"
-            } else {
-                f
-            }
-        })
-        .collect();
-    fields.join(&char::from(delimiter).to_string())
 }
 
 /// Line numbers of byte offsets, counted incrementally: bad rows come in file order, so the
@@ -768,14 +746,77 @@ mod tests {
         let bytes = b"id,phone,amount\nC1,+46701112233,1.5\nC11,oops,+46702223344,2.5\nC12,+46703334455,x\n";
         let r = read(bytes, &CsvOptions::default(), &declared);
         let raws: Vec<&str> = r.bad_rows.iter().map(|b| b.raw.as_str()).collect();
-        // The shifted row: every field withheld. The row of the right shape: only the phone.
+        // Every field withheld, whatever the row's shape (see the next test for why).
         assert_eq!(
             raws,
-            ["<withheld>,<withheld>,<withheld>,<withheld>", "C12,<pii>,x"]
+            [
+                "<withheld>,<withheld>,<withheld>,<withheld>",
+                "<withheld>,<withheld>,<withheld>"
+            ]
         );
         for bad in &r.bad_rows {
             assert!(!bad.reason.contains("4670"), "{}", bad.reason);
         }
+    }
+
+    /// Regression (found by the CSV property test): a record of the header's shape whose
+    /// quoted field swallowed a line break and the fields after it had its raw text withheld,
+    /// but the reason quoted the unparsable cell — the e-mail address of the next column in
+    /// it. Minimal input: `id<TAB>name<TAB>email`, then `"<TAB>anna.1@x.example\n5"<TAB>b<TAB>c`.
+    #[test]
+    fn a_reason_quotes_no_cell_of_a_record_that_spans_lines_in_a_personal_source() {
+        let mut email = col("email", ColumnType::String, false);
+        email.pii = Some(Pii::Hash);
+        let declared = [
+            col("id", ColumnType::Int64, false),
+            col("name", ColumnType::String, false),
+            email,
+        ];
+        let opts = CsvOptions {
+            delimiter: b'\t',
+            ..CsvOptions::default()
+        };
+        let bytes = b"id\tname\temail\n\"\tanna.1@x.example\n5\"\tb\tc\n1\tok\tz@x\n";
+        let r = read(bytes, &opts, &declared);
+        assert_eq!((r.records, r.bad_rows.len()), (2, 1));
+        let bad = &r.bad_rows[0];
+        assert_eq!(bad.raw, "<withheld>\t<withheld>\t<withheld>");
+        assert!(!bad.reason.contains("anna"), "{}", bad.reason);
+        assert!(
+            bad.reason
+                .starts_with("column `id`: not a valid int64 (value withheld"),
+            "{}",
+            bad.reason
+        );
+    }
+
+    /// Regression (found by the CSV property test): masking by position trusted a bad row of
+    /// the header's shape, but a delimiter lost in one field and another added elsewhere
+    /// keeps the shape and shifts an e-mail address into a column that is not personal: it
+    /// showed in clear in the raw text and in the reason (`cannot read `a@x.example` as …`).
+    #[test]
+    fn a_row_of_the_right_shape_with_shifted_fields_shows_no_personal_value() {
+        let mut email = col("email", ColumnType::String, false);
+        email.pii = Some(Pii::Hash);
+        let declared = [
+            col("id", ColumnType::Int64, false),
+            email,
+            col("amount", ColumnType::Float64, false),
+        ];
+        // `1;anna@x.example;2.5` with the first `;` moved after the e-mail address.
+        let bytes = b"id;email;amount\n1anna;anna.1@x.example;2.5\n";
+        let opts = CsvOptions {
+            delimiter: b';',
+            ..CsvOptions::default()
+        };
+        let r = read(bytes, &opts, &declared);
+        assert_eq!(r.bad_rows.len(), 1);
+        let bad = &r.bad_rows[0];
+        assert_eq!(bad.raw, "<withheld>;<withheld>;<withheld>");
+        assert_eq!(
+            bad.reason,
+            "column `id`: not a valid int64 (value withheld: the source has personal columns, and a shifted field may hold one)"
+        );
     }
 
     /// Regression (issue 11 item 6, "a `raw` column over 2 GiB panics"): a quoted field that

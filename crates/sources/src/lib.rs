@@ -10,6 +10,8 @@ mod error;
 mod location;
 mod lossless;
 mod privacy;
+#[cfg(test)]
+mod proptests;
 mod read;
 mod schema;
 mod scratch_table;

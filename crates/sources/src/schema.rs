@@ -1,7 +1,7 @@
 //! Declared column types → Arrow types, and matching declared columns to a file's own columns.
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use segflow_spec::{ColumnSpec, ColumnType, DriftAction, SchemaDrift};
+use segflow_spec::{ColumnSpec, ColumnType, DriftAction, Pii, SchemaDrift};
 
 use crate::error::SourceError;
 
@@ -22,6 +22,10 @@ pub fn arrow_type(t: ColumnType) -> DataType {
 fn normalize(name: &str) -> String {
     name.trim_start_matches('\u{feff}').trim().to_lowercase()
 }
+
+/// An undeclared header field of a source with personal columns, as errors show it.
+pub(crate) const WITHHELD_HEADER: &str =
+    "<withheld: undeclared header field of a source with personal columns>";
 
 /// How a file's columns line up with the declaration.
 #[derive(Debug)]
@@ -45,12 +49,27 @@ pub(crate) fn match_columns<'a>(
     drift: SchemaDrift,
 ) -> Result<Matched<'a>, SourceError> {
     let normalized: Vec<String> = file_columns.iter().map(|c| normalize(c)).collect();
+    let declares = |n: &str| declared.iter().any(|c| normalize(&c.name) == n);
+    // A header row is data when a line break or a quote went missing (the header then holds
+    // the first record's values too), so in a source with personal columns a header field
+    // that is not a declared column could be a phone number: it is withheld from errors and
+    // warnings, like a bad row's fields. Declared names are the pipeline's own text.
+    let personal = declared
+        .iter()
+        .any(|c| matches!(c.pii, Some(Pii::Hash | Pii::Drop)));
+    let shown = |i: usize| -> String {
+        if personal && !declares(&normalized[i]) {
+            WITHHELD_HEADER.to_string()
+        } else {
+            file_columns[i].clone()
+        }
+    };
     for (i, n) in normalized.iter().enumerate() {
         if normalized[..i].contains(n) {
             return Err(SourceError::DuplicateColumn {
                 source_name: source_name.to_string(),
                 file: file.to_string(),
-                column: file_columns[i].clone(),
+                column: shown(i),
             });
         }
     }
@@ -64,7 +83,10 @@ pub(crate) fn match_columns<'a>(
                     source_name: source_name.to_string(),
                     file: file.to_string(),
                     column: col.name.clone(),
-                    found: file_columns.join(", "),
+                    found: (0..file_columns.len())
+                        .map(shown)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
             warnings.push(format!(
@@ -78,16 +100,13 @@ pub(crate) fn match_columns<'a>(
         .iter()
         .map(|n| declared.iter().find(|c| normalize(&c.name) == *n))
         .collect();
-    let added: Vec<&String> = file_columns
-        .iter()
-        .zip(&per_file_column)
-        .filter(|(_, m)| m.is_none())
-        .map(|(c, _)| c)
+    let added: Vec<usize> = (0..file_columns.len())
+        .filter(|&i| per_file_column[i].is_none())
         .collect();
     if !added.is_empty() {
         let names = added
             .iter()
-            .map(|c| format!("`{}`", c.trim()))
+            .map(|&i| format!("`{}`", shown(i).trim()))
             .collect::<Vec<_>>()
             .join(", ");
         match drift.added {
@@ -153,6 +172,55 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "source `c`: `f.csv` lacks declared column `customer_id` (the file has: \u{feff} Email , extra)"
+        );
+    }
+
+    /// Regression (found by the CSV property test): a line break lost between the header and
+    /// the first record of a source with a `pii: hash` column made the header hold that
+    /// record's values, and the missing-column error listed them, e-mail address included
+    /// ("the file has: id, amount, day, name, email-1 000 000 …, aaaaaaaa.100000@aaaa.example").
+    #[test]
+    fn a_header_that_swallowed_a_record_shows_no_personal_value_in_errors() {
+        let mut email = col("email");
+        email.pii = Some(Pii::Hash);
+        let declared = [col("id"), email];
+        let file: Vec<String> = ["id", "email-1", "anna.1@mail.example"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let err = match_columns("c", "f.csv", &file, &declared, SchemaDrift::default())
+            .expect_err("missing");
+        let message = err.to_string();
+        assert_eq!(
+            message,
+            format!(
+                "source `c`: `f.csv` lacks declared column `email` (the file has: id, {WITHHELD_HEADER}, {WITHHELD_HEADER})"
+            )
+        );
+        let warned = match_columns(
+            "c",
+            "f.csv",
+            &file[..2],
+            &declared[..1],
+            SchemaDrift::default(),
+        )
+        .expect("added columns warn");
+        // Without a personal column there is nothing to protect: the names stay.
+        assert_eq!(
+            warned.warnings,
+            vec!["`f.csv` has undeclared column(s) `email-1`; not read"]
+        );
+        let dup = ["email".to_string(), "a@x".into(), "a@x".into()];
+        let err = match_columns("c", "f.csv", &dup, &declared[1..], SchemaDrift::default())
+            .expect_err("duplicate");
+        assert!(!err.to_string().contains("a@x"), "{err}");
+        let added = ["email".to_string(), "a@x".into()];
+        let m = match_columns("c", "f.csv", &added, &declared[1..], SchemaDrift::default())
+            .expect("warns");
+        assert!(
+            !m.warnings.iter().any(|w| w.contains("a@x")),
+            "{:?}",
+            m.warnings
         );
     }
 

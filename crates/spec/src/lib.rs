@@ -94,6 +94,30 @@ pub fn load_bytes(bytes: &[u8], file: &Path, vars: &Variables) -> Result<Pipelin
 
 /// Validates pipeline text; `file` names it in messages and anchors relative paths.
 pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, SpecErrors> {
+    load_text(text, file, vars).map_err(|mut errors| {
+        for d in &mut errors.diagnostics {
+            d.loc = within(text, d.loc);
+        }
+        errors
+    })
+}
+
+/// `loc` moved into the file: the YAML parser reports an unexpected end of input on the line
+/// after the last one (`%x` alone: line 2 of a one-line file), and an editor cannot jump
+/// there. Positions past the end become the end of the last line.
+fn within(text: &str, loc: Location) -> Location {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let line = loc.line.clamp(1, lines.len());
+    let width = lines[line - 1].trim_end_matches('\r').chars().count();
+    let col = if loc.line > lines.len() {
+        width + 1
+    } else {
+        loc.col.clamp(1, width + 1)
+    };
+    Location::new(line, col)
+}
+
+fn load_text(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, SpecErrors> {
     let docs = Node::load_from_str(text).map_err(|e| {
         let m = e.marker();
         SpecErrors::single(
@@ -177,5 +201,7 @@ pub fn load_str(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, S
     })
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
