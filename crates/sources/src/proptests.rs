@@ -745,6 +745,7 @@ fn source(
         format: Format::Csv,
         csv: opts,
         schema: declared(),
+        identifiers: Default::default(),
         on_bad_row,
         bad_row_limits: BadRowLimits {
             max_rows,
