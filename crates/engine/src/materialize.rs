@@ -206,6 +206,23 @@ pub(crate) async fn materialize(ctx: &SessionContext, name: &str, df: DataFrame)
     Ok(rows)
 }
 
+/// Registers the scratch table `from` as `to`, files and all, without writing its rows again:
+/// for a step whose result is a table it already computed.
+pub(crate) fn adopt(ctx: &SessionContext, from: &str, to: &str) -> Result<()> {
+    let provider = ctx
+        .deregister_table(from)?
+        .ok_or_else(|| DataFusionError::Internal(format!("no scratch table `{from}` to adopt")))?;
+    ctx.deregister_table(to)?;
+    ctx.register_table(to, provider)?;
+    let scratch = Scratch::of(ctx)?;
+    if let Some(dir) = scratch.forget(from)
+        && let Some(old) = scratch.remember(to, dir)
+    {
+        let _ = std::fs::remove_dir_all(old);
+    }
+    Ok(())
+}
+
 /// Forgets a table and removes its scratch files: called after its last consumer ran.
 pub(crate) fn release(ctx: &SessionContext, name: &str) -> Result<()> {
     ctx.deregister_table(name)?;

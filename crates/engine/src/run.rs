@@ -19,7 +19,7 @@ use crate::error::RunError;
 use crate::extract::extract;
 use crate::lifetimes::LastUse;
 use crate::locks::{Holder, lock_commit, lock_period, lock_run, run_lock_path};
-use crate::materialize::{Scratch, materialize, release};
+use crate::materialize::{Scratch, adopt, materialize, release};
 use crate::output::{file_metadata, inputs_fingerprint, output_files, stage_output};
 use crate::pauses::Pauses;
 use crate::quarantine::stage_quarantine;
@@ -382,7 +382,13 @@ async fn execute_in(
             step: name.clone(),
             source: Box::new(e),
         };
-        let written = materialize(ctx, name, df).await.map_err(step_err)?;
+        let written = match output.materialized {
+            Some((table, rows)) => {
+                adopt(ctx, &table, name).map_err(step_err)?;
+                rows
+            }
+            None => materialize(ctx, name, df).await.map_err(step_err)?,
+        };
         for table in last_use.after(name) {
             release(ctx, table).map_err(step_err)?;
         }

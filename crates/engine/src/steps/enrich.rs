@@ -19,6 +19,8 @@ use crate::error::RunError;
 /// The enriched rows, the step's parameters for the manifest, and the match-rate check.
 struct Enriched {
     pub df: DataFrame,
+    /// The scratch table `df` reads, whole, and its rows.
+    pub table: (String, u64),
     pub parameters: serde_json::Value,
     pub check: Option<CheckRecord>,
 }
@@ -189,6 +191,7 @@ async fn run_enrich(
     let df = query(ctx, step, &format!("SELECT * FROM \"{enriched}\"")).await?;
     Ok(Enriched {
         df,
+        table: (enriched, rows),
         parameters,
         check,
     })
@@ -203,6 +206,7 @@ impl StepRunner for Enrich<'_> {
         Ok(StepOutput {
             parameters: Some(enriched.parameters),
             check: enriched.check,
+            materialized: Some(enriched.table),
             ..StepOutput::rows(enriched.df)
         })
     }

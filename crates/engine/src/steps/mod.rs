@@ -67,6 +67,9 @@ pub(crate) struct StepOutput {
     pub model: Option<ModelOutcome>,
     /// An identity registry (identifier hashes → person ids), written at commit.
     pub registry: Option<RegistryUpdate>,
+    /// Set when `df` is exactly a scratch table the step already computed (name, rows): the
+    /// run adopts that table as the step's instead of writing the same rows again.
+    pub materialized: Option<(String, u64)>,
 }
 
 impl StepOutput {
@@ -77,6 +80,7 @@ impl StepOutput {
             check: None,
             model: None,
             registry: None,
+            materialized: None,
         }
     }
 }
