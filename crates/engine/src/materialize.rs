@@ -64,6 +64,19 @@ impl Scratch {
         self.tables.lock().ok()?.insert(name.to_string(), dir)
     }
 
+    /// Names of the tables materialized under `prefix` (a step's intermediate tables).
+    pub(crate) fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.tables
+            .lock()
+            .map(|t| {
+                t.keys()
+                    .filter(|n| n.starts_with(prefix))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn forget(&self, name: &str) -> Option<PathBuf> {
         self.tables.lock().ok()?.remove(name)
     }

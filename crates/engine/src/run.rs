@@ -389,6 +389,13 @@ async fn execute_in(
             }
             None => materialize(ctx, name, df).await.map_err(step_err)?,
         };
+        // The step's own intermediate tables (a model's measures and scores) were read for
+        // the last time just now.
+        if let Ok(scratch) = Scratch::of(ctx) {
+            for table in scratch.names_with_prefix(&crate::steps::frames::scratch(name, "")) {
+                release(ctx, &table).map_err(step_err)?;
+            }
+        }
         for table in last_use.after(name) {
             release(ctx, table).map_err(step_err)?;
         }
