@@ -317,11 +317,8 @@ fn sigterm_discards_staging_records_interrupted_and_keeps_the_committed_period()
     new_data(&dir);
     let resume = s.path("resume");
     let (mut child, _) = run_paused_at(&dir, 1, Some(&resume)).expect("pauses");
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(term.success());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     std::fs::write(&resume, "").expect("resume");
     let status = child.wait().expect("ends");
     assert_eq!(status.code(), Some(143));
