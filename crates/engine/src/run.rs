@@ -228,20 +228,12 @@ fn clone_location_err(e: &RunError) -> RunError {
 /// Writes a manifest via a temporary file, an fsync and a rename, so a reader never sees half
 /// of one and a power loss never leaves an empty one.
 pub(crate) fn write_manifest_at(path: &Path, manifest: &Manifest) -> Result<(), RunError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(".manifest.json.tmp");
-    let err = |source| RunError::Manifest {
-        path: path.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let sink_err = |e: segflow_sinks::SinkError| RunError::Manifest {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    };
-    segflow_sinks::write_durably(&tmp, manifest.to_json().as_bytes()).map_err(sink_err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    segflow_sinks::sync_dir(dir).map_err(sink_err)
+    segflow_sinks::replace_durably(path, manifest.to_json().as_bytes()).map_err(|e| {
+        RunError::Manifest {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    })
 }
 
 /// Recovers the dead runs of `pipeline` (what a run does first), for `segflow recover`.

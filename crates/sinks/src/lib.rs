@@ -17,6 +17,7 @@ pub use error::SinkError;
 pub use partition::{escape_partition_value, partition_dir};
 pub use staging::{StagedTable, discard, stage_dir};
 pub use transaction::{
-    Journal, JournalState, Recovered, Replacement, Transaction, recover, sync_dir, write_durably,
+    Journal, JournalState, Recovered, Replacement, Transaction, recover, replace_durably, sync_dir,
+    write_durably,
 };
 pub use write::{TableWriter, WrittenFile, write_table};

@@ -252,14 +252,22 @@ fn rename_durably(from: &Path, to: &Path) -> Result<(), SinkError> {
 /// Writes the journal through a temporary file, a rename and a directory fsync: it is either
 /// the old state or the new one, and survives a power loss once this returns.
 fn write_journal(path: &Path, journal: &Journal) -> Result<(), SinkError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(".commit.json.tmp");
     let text = serde_json::to_vec_pretty(journal).map_err(|e| SinkError::Journal {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    write_durably(&tmp, &text)?;
+    replace_durably(path, &text)
+}
+
+/// Replaces a small file (a journal, a manifest) through `.<name>.tmp`, an fsync, a rename and
+/// a directory fsync: readers see the old or the new bytes, and a power loss after this
+/// returns keeps the new ones.
+pub fn replace_durably(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    write_durably(&tmp, bytes)?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
     sync_dir(dir)
 }

@@ -15,7 +15,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use segflow_identity::{Options, Record, Resolved, resolve};
 use segflow_models::quote_ident;
-use segflow_spec::{IdentitySpec, Period, Pii, Pipeline};
+use segflow_spec::{IdentitySpec, Period, Pipeline};
 
 use super::frames::require_columns;
 use super::{StepContext, StepOutput, StepRunner};
@@ -150,11 +150,8 @@ fn token_inputs(pipeline: &Pipeline, spec: &IdentitySpec) -> BTreeSet<(String, &
             .into_iter()
             .flatten()
         {
-            let hashed = source
-                .schema
-                .iter()
-                .any(|c| &c.name == column && c.pii == Some(Pii::Hash));
-            if let (true, Some(role)) = (hashed, source.identifiers.get(column)) {
+            // The spec records a role only for a `pii: hash` column.
+            if let Some(role) = source.identifiers.get(column) {
                 tokens.insert((input.from.value.clone(), role.rule()));
             }
         }
