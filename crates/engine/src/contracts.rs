@@ -7,7 +7,7 @@ use std::path::Path;
 
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::execution::context::SessionContext;
-use segflow_manifest::{CheckRecord, Manifest, RunStatus};
+use segflow_manifest::CheckRecord;
 use segflow_models::{quote_ident, quote_literal};
 use segflow_spec::{Check, CheckKind, Period, Pipeline, Severity};
 
@@ -100,26 +100,10 @@ fn previous_rows(
     period: Period,
     name: &str,
 ) -> Option<(u64, String)> {
-    let entries = std::fs::read_dir(runs_dir).ok()?;
-    let mut best: Option<Manifest> = None;
-    for entry in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("manifest.json")) else {
-            continue;
-        };
-        let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
-            continue;
-        };
-        if m.pipeline.name == pipeline
-            && m.period.label == period.to_string()
-            && m.status == RunStatus::Succeeded
-            && best.as_ref().is_none_or(|b| m.started_at > b.started_at)
-        {
-            best = Some(m);
-        }
-    }
-    let m = best?;
+    let history = segflow_manifest::RunHistory::load(runs_dir);
+    let m = history.latest_succeeded(Some(pipeline), &period.to_string())?;
     let rows = m.steps.iter().find(|s| s.name == name)?.rows_written;
-    Some((rows, m.run_id))
+    Some((rows, m.run_id.clone()))
 }
 
 /// What one check found.

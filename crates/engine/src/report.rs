@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use datafusion::datasource::file_format::options::ParquetReadOptions;
-use segflow_manifest::{Manifest, RunStatus};
+use segflow_manifest::Manifest;
 use segflow_models::{quote_ident, quote_literal};
 use segflow_report::{Bar, Distribution, MatchRates, Report};
 use segflow_spec::{Period, Pipeline};
@@ -24,22 +24,9 @@ fn report_err(message: impl Into<String>) -> RunError {
 
 /// The latest successful run of `period`, for its enrichment match rates.
 fn latest_manifest(runs: &Path, period: Period) -> Option<Manifest> {
-    let mut best: Option<Manifest> = None;
-    for entry in std::fs::read_dir(runs).ok()?.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("manifest.json")) else {
-            continue;
-        };
-        let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
-            continue;
-        };
-        if m.period.label == period.to_string()
-            && m.status == RunStatus::Succeeded
-            && best.as_ref().is_none_or(|b| m.run_id > b.run_id)
-        {
-            best = Some(m);
-        }
-    }
-    best
+    segflow_manifest::RunHistory::load(runs)
+        .latest_succeeded(None, &period.to_string())
+        .cloned()
 }
 
 fn match_rates(manifest: &Manifest) -> Vec<MatchRates> {

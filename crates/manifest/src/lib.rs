@@ -7,6 +7,10 @@
 
 use std::collections::BTreeMap;
 
+mod history;
+
+pub use history::{OutputRuns, RunHistory};
+
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a field changes meaning.
