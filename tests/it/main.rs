@@ -23,4 +23,5 @@ mod reference;
 mod report;
 mod sources;
 mod sql_safety;
+mod trends;
 mod validation;

@@ -69,21 +69,24 @@ impl RunHistory {
         })
     }
 
-    /// The latest run of `period` that set out to write `output` (whatever became of it), and
-    /// the latest one that committed it. When they differ, the newest attempt failed and the
-    /// committed data is older than it.
+    /// The latest run that committed `output` for `period`, and the latest run of the same
+    /// pipeline and period, whatever became of it. When they differ, the newest attempt did
+    /// not commit and the committed data is older than it.
     pub fn output_runs(&self, output: &str, period: &str) -> OutputRuns<'_> {
-        let writes = |m: &Manifest| {
-            m.period.label == period && m.outputs.iter().any(|o| o.output == output)
-        };
-        let is_committed = |m: &Manifest| {
-            m.status == RunStatus::Succeeded
+        let committed = self.latest(|m| {
+            m.period.label == period
+                && m.status == RunStatus::Succeeded
                 && m.outputs.iter().any(|o| o.output == output && o.committed)
+        });
+        let latest = match committed {
+            Some(c) => {
+                self.latest(|m| m.period.label == period && m.pipeline.name == c.pipeline.name)
+            }
+            None => self.latest(|m| {
+                m.period.label == period && m.outputs.iter().any(|o| o.output == output)
+            }),
         };
-        OutputRuns {
-            latest: self.latest(writes),
-            committed: self.latest(|m| writes(m) && is_committed(m)),
-        }
+        OutputRuns { latest, committed }
     }
 }
 

@@ -90,7 +90,9 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
     if let Some((n, p)) = top.get("engine") {
         out.engine = engine(ctx, n, &p, base_dir);
     }
-    if let Some((n, p)) = top.required(ctx, "sources")
+    // A pipeline of trend steps reads committed outputs only and needs no sources.
+    let has_sources = top.has("sources");
+    if let Some((n, p)) = top.get("sources")
         && let Some(mut m) = yaml::map(ctx, n, &p)
     {
         for (name, node, path) in m.named_entries() {
@@ -109,6 +111,17 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
                 Err(Some(name)) => out.broken_steps.push(name),
                 Err(None) => {}
             }
+        }
+        if !has_sources
+            && out
+                .steps
+                .iter()
+                .any(|s| !matches!(s.kind, StepKind::Trend(_)))
+        {
+            ctx.push(
+                Diagnostic::new(top.loc, &top.path, "missing required key `sources`")
+                    .with_hint("only a pipeline of `trend:` steps, which read committed outputs, needs no sources"),
+            );
         }
     }
     let output_dir = out
@@ -564,6 +577,17 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Result<Step, Option<S
     let has_model = m.has("model");
     let mut artifact = None;
     let kind = match (has_sql, has_model) {
+        (false, false) if m.has("trend") => {
+            crate::decode_trend::trend(ctx, &mut m).map(StepKind::Trend)
+        }
+        _ if m.has("trend") => {
+            ctx.error(
+                m.loc,
+                path,
+                "a step has one of `sql`, `model`, `enrich`, `profile` or `trend`",
+            );
+            None
+        }
         (true, true) => {
             ctx.error(
                 m.loc,
@@ -574,8 +598,8 @@ fn step(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Result<Step, Option<S
         }
         (false, false) => {
             ctx.push(
-                Diagnostic::new(m.loc, path, "a step needs `sql`, `model`, `enrich` or `profile`")
-                    .with_hint("write `sql: SELECT ...`, `enrich: { input: …, keys: […] }` or `model: rfm` (or pareto, matrix, rules, kmeans, kprototypes, clv, lookalike, potential, identity)"),
+                Diagnostic::new(m.loc, path, "a step needs `sql`, `model`, `enrich`, `profile` or `trend`")
+                    .with_hint("write `sql: SELECT ...`, `enrich: { input: …, keys: […] }`, `model: rfm` (or pareto, matrix, rules, kmeans, kprototypes, clv, lookalike, potential, identity) or `trend: migration` (or stability, kpis, shift)"),
             );
             None
         }

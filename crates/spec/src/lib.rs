@@ -10,6 +10,7 @@
 
 mod decode;
 mod decode_models;
+mod decode_trend;
 mod decode_vars;
 mod diagnostic;
 mod identifier_roles;
@@ -19,6 +20,7 @@ mod pipeline;
 mod quote;
 mod sql_refs;
 mod sql_vars;
+mod trend;
 mod validate;
 mod vars;
 mod yaml;
@@ -44,6 +46,7 @@ pub use pipeline::{
 };
 pub use quote::{quote_ident, quote_literal};
 pub use sql_vars::SqlVar;
+pub use trend::{HistorySpec, PeriodRange, PsiOptions, TrendKind, TrendSegment, TrendSpec};
 pub use vars::{Mode, Variables};
 
 use diagnostic::Diagnostics;

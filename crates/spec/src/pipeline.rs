@@ -382,6 +382,7 @@ impl Step {
                 tables
             }
             StepKind::Identity(m) => m.inputs.iter().map(|i| &i.from).collect(),
+            StepKind::Trend(_) => Vec::new(),
         }
     }
 
@@ -400,6 +401,7 @@ impl Step {
             StepKind::Enrich(_) => "enrich",
             StepKind::Profile(_) => "profile",
             StepKind::Identity(_) => "identity",
+            StepKind::Trend(_) => "trend",
         }
     }
 }
@@ -418,6 +420,8 @@ pub enum StepKind {
     Enrich(EnrichSpec),
     Profile(ProfileSpec),
     Identity(IdentitySpec),
+    /// Compares committed periods of an output; reads no table of this pipeline.
+    Trend(crate::trend::TrendSpec),
 }
 
 /// One table of person records for the identity step, with the columns holding identifiers.

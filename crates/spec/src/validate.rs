@@ -138,7 +138,8 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
             | StepKind::Cluster(_)
             | StepKind::Lookalike(_)
             | StepKind::Potential(_)
-            | StepKind::Identity(_) => {}
+            | StepKind::Identity(_)
+            | StepKind::Trend(_) => {}
         }
     }
 
@@ -149,7 +150,11 @@ pub(crate) fn check(ctx: &mut Ctx<'_>, doc: &mut Decoded) -> Vec<String> {
     for (i, step) in doc.steps.iter().enumerate() {
         let is_model = !matches!(
             step.kind,
-            StepKind::Sql(_) | StepKind::Identity(_) | StepKind::Enrich(_) | StepKind::Profile(_)
+            StepKind::Sql(_)
+                | StepKind::Identity(_)
+                | StepKind::Enrich(_)
+                | StepKind::Profile(_)
+                | StepKind::Trend(_)
         );
         if !fits || !is_model {
             continue;

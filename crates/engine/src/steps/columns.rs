@@ -143,9 +143,13 @@ pub(crate) fn column_uses(step: &Step) -> Vec<ColumnUse<'_>> {
                 })
             })
             .collect(),
-        StepKind::Sql(_) | StepKind::Rules(_) | StepKind::Enrich(_) | StepKind::Profile(_) => {
-            Vec::new()
-        }
+        // A trend step reads committed outputs, not this pipeline's tables: their columns are
+        // checked when the run finds them.
+        StepKind::Sql(_)
+        | StepKind::Rules(_)
+        | StepKind::Enrich(_)
+        | StepKind::Profile(_)
+        | StepKind::Trend(_) => Vec::new(),
     }
 }
 
@@ -174,6 +178,7 @@ pub(crate) fn kind_key(step: &Step) -> &'static str {
         StepKind::Sql(_) => "sql",
         StepKind::Enrich(_) => "enrich",
         StepKind::Profile(_) => "profile",
+        StepKind::Trend(_) => "trend",
         _ => "model",
     }
 }

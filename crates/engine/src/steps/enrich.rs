@@ -183,6 +183,8 @@ async fn run_enrich(
     });
     let parameters = serde_json::json!({
         "country": spec.country,
+        // Trend steps compare a classification across vintages only where it was bridged.
+        "crosswalk": spec.crosswalk.as_ref().map(|c| c.table.value.clone()),
         "rows": rows,
         "levels": levels,
         "unmatched": unmatched,

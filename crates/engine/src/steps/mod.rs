@@ -20,6 +20,7 @@ mod profile;
 mod rfm;
 mod rules;
 mod sql;
+mod trend;
 
 use async_trait::async_trait;
 use datafusion::dataframe::DataFrame;
@@ -116,5 +117,6 @@ pub(crate) fn runner(step: &Step) -> Box<dyn StepRunner + '_> {
         StepKind::Clv(s) => model::boxed(clv::Clv(s)),
         StepKind::Lookalike(s) => model::boxed(lookalike::Lookalike(s)),
         StepKind::Potential(s) => model::boxed(potential::Potential(s)),
+        StepKind::Trend(s) => Box::new(trend::Trend(s)),
     }
 }
