@@ -111,6 +111,13 @@ pub enum RawCommand {
         seed: u64,
         #[arg(long, value_enum, default_value_t = DataFormat::Csv)]
         format: DataFormat,
+        /// Plant a known movement for trend checks: every N-th customer (see --lapse-every)
+        /// places no order from January 1 of this year on.
+        #[arg(long, value_name = "YEAR")]
+        lapse_from: Option<i32>,
+        /// With --lapse-from: which customers lapse (customer numbers divisible by N).
+        #[arg(long, value_name = "N", default_value_t = 10, requires = "lapse_from")]
+        lapse_every: usize,
     },
     /// Generate the bundled demo data and run the shipped yearly pipeline on it.
     Demo {
@@ -271,9 +278,14 @@ impl Command {
                 postal_areas,
                 seed,
                 format,
+                lapse_from,
+                lapse_every,
             } => {
                 if !(orders_per_customer > 0.0 && orders_per_customer.is_finite()) {
                     return Err("--orders-per-customer must be a positive number".into());
+                }
+                if lapse_every == 0 {
+                    return Err("--lapse-every must be at least 1".into());
                 }
                 Command::Generate {
                     out,
@@ -284,6 +296,10 @@ impl Command {
                         last_year,
                         postal_areas,
                         seed,
+                        lapse: lapse_from.map(|from_year| segflow_datagen::Lapse {
+                            from_year,
+                            every: lapse_every,
+                        }),
                     },
                     format: match format {
                         DataFormat::Csv => segflow_datagen::FileFormat::Csv,

@@ -545,3 +545,218 @@ outputs:
         run.stderr
     );
 }
+
+/// The shipped pipelines on generated data where every 10th customer stops buying in 2025:
+/// segflow's migration matrices equal DuckDB's full outer join of the committed years, the
+/// lapsed customers land in the rest tier, the yearly refits are compared, and the PSI of the
+/// tier mix equals the one computed from DuckDB's counts.
+#[test]
+fn shipped_trend_pipeline_follows_planted_lapses_across_three_generated_years() {
+    let s = Scratch::new();
+    let data = s.path("data");
+    let out = s.path("out");
+    crate::common::segflow(
+        &[
+            "generate",
+            "--out",
+            data.to_str().expect("utf8"),
+            "--customers",
+            "2000",
+            "--lapse-from",
+            "2025",
+            "--lapse-every",
+            "10",
+        ],
+        s.dir.path(),
+    )
+    .assert_code(0);
+    let vars = [
+        format!("DATA_DIR={}", data.display()),
+        format!("OUT_DIR={}", out.display()),
+    ];
+    let yearly = crate::common::repo_root().join("pipelines/yearly_segmentation.yaml");
+    let trends = crate::common::repo_root().join("pipelines/segment_trends.yaml");
+    for year in ["2023", "2024", "2025"] {
+        crate::common::segflow(
+            &[
+                "run",
+                yearly.to_str().expect("utf8"),
+                "--period",
+                year,
+                "--var",
+                &vars[0],
+                "--var",
+                &vars[1],
+            ],
+            s.dir.path(),
+        )
+        .assert_code(0);
+    }
+    let run = crate::common::segflow(
+        &[
+            "run",
+            trends.to_str().expect("utf8"),
+            "--period",
+            "2025",
+            "--var",
+            &vars[0],
+            "--var",
+            &vars[1],
+        ],
+        s.dir.path(),
+    );
+    run.assert_code(0);
+
+    let script = r#"
+import duckdb, json, math, sys
+out = sys.argv[1]
+con = duckdb.connect()
+con.execute(f"CREATE VIEW seg AS SELECT * FROM read_parquet('{out}/customer_segments/*/*.parquet', hive_partitioning = true, hive_types = {{'period': VARCHAR}})")
+rows = []
+for col in ['rfm_segment', 'value_tier']:
+    for a, b in [('2023', '2024'), ('2024', '2025')]:
+        q = f"""
+        SELECT CASE WHEN x.customer_id IS NULL THEN '(new)' ELSE x.{col} END,
+               CASE WHEN y.customer_id IS NULL THEN '(lost)' ELSE y.{col} END,
+               count(*)
+        FROM (SELECT * FROM seg WHERE period = '{a}') x
+        FULL OUTER JOIN (SELECT * FROM seg WHERE period = '{b}') y ON x.customer_id = y.customer_id
+        GROUP BY 1, 2"""
+        for f, t, n in con.execute(q).fetchall():
+            rows.append([col, a, b, f, t, n])
+lapsed = con.execute("""
+    SELECT count(*) FILTER (WHERE y.value_tier <> 'C' OR y.period_revenue <> 0),
+           count(*) FILTER (WHERE x.value_tier = 'A'), count(*)
+    FROM (SELECT * FROM seg WHERE period = '2024') x
+    JOIN (SELECT * FROM seg WHERE period = '2025') y USING (customer_id)
+    WHERE CAST(substr(customer_id, 2) AS INTEGER) % 10 = 0""").fetchone()
+def mix(p):
+    return dict(con.execute(f"SELECT value_tier, count(*) FROM seg WHERE period = '{p}' GROUP BY 1").fetchall())
+e, a = mix('2024'), mix('2025')
+te, ta = sum(e.values()), sum(a.values())
+psi = 0.0
+for k in sorted(set(e) | set(a)):
+    pe, pa = max(e.get(k, 0) / te, 1e-4), max(a.get(k, 0) / ta, 1e-4)
+    psi += (pa - pe) * math.log(pa / pe)
+print(json.dumps({"rows": rows, "lapsed": lapsed, "psi": psi}))
+"#;
+    let reference: serde_json::Value = serde_json::from_str(&crate::common::run_python([
+        "-c",
+        script,
+        out.to_str().expect("utf8"),
+    ]))
+    .expect("json");
+
+    let files = parquet_files(&out.join("segment_migration/period=2025"));
+    let (names, rows) = read_parquet(&files[0]);
+    let ours = project(
+        &names,
+        &rows,
+        &[
+            "segmentation",
+            "basis",
+            "period_from",
+            "period_to",
+            "segment_from",
+            "segment_to",
+            "customers",
+            "comparable",
+        ],
+    );
+    let mut got: Vec<Vec<String>> = ours
+        .iter()
+        .filter(|r| r[1] == "previous")
+        .map(|r| {
+            vec![
+                r[0].clone(),
+                r[2].clone(),
+                r[3].clone(),
+                r[4].clone(),
+                r[5].clone(),
+                r[6].clone(),
+            ]
+        })
+        .collect();
+    let mut want: Vec<Vec<String>> = reference["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect()
+        })
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // Plain yearly refits: every pair is compared.
+    assert!(ours.iter().all(|r| r[7] == "true"), "{ours:?}");
+    // The planted lapse: every lapsed customer is in the rest tier with no revenue in 2025,
+    // and the ones that were A in 2024 are among the A → C movers.
+    let lapsed = &reference["lapsed"];
+    assert_eq!(
+        lapsed[0], 0,
+        "lapsed customers outside tier C in 2025: {lapsed}"
+    );
+    assert!(lapsed[2].as_u64().expect("n") > 50, "{lapsed}");
+    let a_to_c: u64 = ours
+        .iter()
+        .filter(|r| {
+            r[0] == "value_tier"
+                && r[1] == "previous"
+                && r[3] == "2025"
+                && r[4] == "A"
+                && r[5] == "C"
+        })
+        .map(|r| r[6].parse::<u64>().expect("n"))
+        .sum();
+    assert!(
+        a_to_c >= lapsed[1].as_u64().expect("n"),
+        "A → C {a_to_c} < lapsed A {lapsed}"
+    );
+
+    let files = parquet_files(&out.join("segment_stability/period=2025"));
+    let (names, rows) = read_parquet(&files[0]);
+    let stability = project(
+        &names,
+        &rows,
+        &["period_to", "measure", "psi", "flag", "comparable"],
+    );
+    let tier = stability
+        .iter()
+        .find(|r| r[0] == "2025" && r[1] == "value_tier")
+        .expect("value_tier 2025");
+    let psi: f64 = tier[2].parse().expect("psi");
+    let want = reference["psi"].as_f64().expect("psi");
+    assert!((psi - want).abs() < 1e-12, "{psi} vs {want}");
+    let flag = if psi >= 0.25 {
+        "shifted"
+    } else if psi >= 0.1 {
+        "watch"
+    } else {
+        "stable"
+    };
+    assert_eq!(tier[3], flag);
+
+    // The refits moved the models' estimates, each reported with its definition unchanged.
+    let files = parquet_files(&out.join("model_shift/period=2025"));
+    let (names, rows) = read_parquet(&files[0]);
+    let shift = project(&names, &rows, &["model", "parameter", "comparable"]);
+    for (model, parameter) in [
+        ("rfm", "cut_points.monetary[0]"),
+        ("value_tier", "tier A.min_value"),
+        ("value_loyalty", "value.threshold"),
+        ("behaviour", "centroid 0.frequency"),
+        ("clv", "bgnbd.r"),
+    ] {
+        assert!(
+            shift
+                .iter()
+                .any(|r| r[0] == model && r[1] == parameter && r[2] == "true"),
+            "{model} {parameter} missing in {shift:?}"
+        );
+    }
+}

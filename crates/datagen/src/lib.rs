@@ -21,6 +21,25 @@ pub struct Scale {
     pub last_year: i32,
     pub postal_areas: usize,
     pub seed: u64,
+    /// A planted movement for trend tests: these customers stop buying, so their segments
+    /// move in a known way.
+    pub lapse: Option<Lapse>,
+}
+
+/// Every `every`-th customer (customer numbers divisible by `every`: `C0000010`, `C0000020`,
+/// …) places no order on or after January 1 of `from_year`; everything else about them, and
+/// every other customer, is exactly as without the lapse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lapse {
+    pub from_year: i32,
+    pub every: usize,
+}
+
+impl Lapse {
+    /// Whether the customer numbered `number` (1-based, as in the id) lapses.
+    pub fn applies_to(&self, number: usize) -> bool {
+        self.every > 0 && number % self.every == 0
+    }
 }
 
 impl Scale {
@@ -33,6 +52,7 @@ impl Scale {
             last_year: 2025,
             postal_areas: 400,
             seed: 42,
+            lapse: None,
         }
     }
 }

@@ -139,6 +139,13 @@ pub(crate) fn customer(
         if day >= end || day >= churn {
             break;
         }
+        // A lapse ends the orders like a churn date would; the earlier ones are untouched.
+        if scale
+            .lapse
+            .is_some_and(|l| l.applies_to(index + 1) && day >= date(l.from_year, 1, 1))
+        {
+            break;
+        }
         let amount =
             (spend * LogNormal::new(0.0, 0.35).map_or(1.0, |d| d.sample(&mut rng)) * 100.0).round();
         orders.push(Order {
@@ -168,6 +175,33 @@ mod tests {
         };
         let areas = postal_areas(&small);
         assert_eq!(customer(&small, 7, &areas), customer(&large, 7, &areas));
+    }
+
+    #[test]
+    fn a_lapse_drops_exactly_the_lapsed_customers_later_orders() {
+        let plain = Scale::demo();
+        let lapsed = Scale {
+            lapse: Some(crate::Lapse {
+                from_year: 2024,
+                every: 10,
+            }),
+            ..Scale::demo()
+        };
+        let areas = postal_areas(&plain);
+        for i in 0..200 {
+            let (c0, o0) = customer(&plain, i, &areas);
+            let (c1, o1) = customer(&lapsed, i, &areas);
+            assert_eq!(c0, c1);
+            if (i + 1) % 10 == 0 {
+                let kept: Vec<&Order> = o0
+                    .iter()
+                    .filter(|o| o.order_date < date(2024, 1, 1))
+                    .collect();
+                assert_eq!(o1.iter().collect::<Vec<_>>(), kept);
+            } else {
+                assert_eq!(o0, o1);
+            }
+        }
     }
 
     #[test]
