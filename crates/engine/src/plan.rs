@@ -86,7 +86,7 @@ pub async fn plan(pipeline: &Pipeline, period: Period) -> Result<PlanReport, Run
                 name: name.clone(),
                 kind: step.kind_name().to_string(),
                 inputs: step.inputs().iter().map(|i| i.value.clone()).collect(),
-                location: None,
+                location: trend_location(pipeline, step, period),
                 files: Vec::new(),
             });
         }
@@ -117,6 +117,26 @@ pub async fn plan(pipeline: &Pipeline, period: Period) -> Result<PlanReport, Run
         outputs,
         problems,
     })
+}
+
+/// What a trend step reads: the committed output and the periods.
+fn trend_location(
+    pipeline: &Pipeline,
+    step: &segflow_spec::Step,
+    period: Period,
+) -> Option<String> {
+    let segflow_spec::StepKind::Trend(spec) = &step.kind else {
+        return None;
+    };
+    let periods = spec.history.range.periods(period);
+    let dir = crate::steps::trend_history_dir(pipeline, spec);
+    Some(format!(
+        "committed `{}` of periods {}..{} under {}",
+        spec.history.output,
+        periods.first().map(ToString::to_string).unwrap_or_default(),
+        periods.last().map(ToString::to_string).unwrap_or_default(),
+        dir.display()
+    ))
 }
 
 /// One step's SQL and DataFusion plans.

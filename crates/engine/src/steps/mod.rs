@@ -37,6 +37,7 @@ use frames::{
 pub(crate) use identity::RegistryUpdate;
 pub(crate) use model::{FitContext, ModelOutcome};
 use model::{Fitted, stored_parameters};
+pub(crate) use trend::history_dir as trend_history_dir;
 
 /// What a step sees while it runs.
 pub(crate) struct StepContext<'a> {

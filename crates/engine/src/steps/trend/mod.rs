@@ -5,6 +5,8 @@
 //! the tables know their columns.
 
 mod history;
+
+pub(crate) use history::history_dir;
 mod kpis;
 mod migration;
 mod shift;
