@@ -209,3 +209,13 @@ where
 pub fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }
+
+/// The version file `current.json` of a model's period names (the artifact applying reads).
+pub fn current_artifact(out: &Path, model: &str, period: &str) -> PathBuf {
+    let dir = out.join("models").join(model).join(format!("period={period}"));
+    let pointer = dir.join("current.json");
+    let text =
+        std::fs::read_to_string(&pointer).unwrap_or_else(|e| panic!("{}: {e}", pointer.display()));
+    let value: serde_json::Value = serde_json::from_str(&text).expect("pointer json");
+    dir.join(value["file"].as_str().expect("pointer names a file"))
+}

@@ -467,8 +467,10 @@ async fn execute_in(
     }
     let mut staged_models = Vec::new();
     for (index, outcome) in &fitted_models {
-        if let Some(tmp) = stage_artifact(outcome, run_id)? {
-            replacements.push((tmp, outcome.path.clone()));
+        // A fit is committed with the run even when its exact version is in place already
+        // (nothing staged then).
+        if outcome.pending.is_some() {
+            replacements.extend(stage_artifact(outcome, run_id)?);
             staged_models.push(*index);
         }
     }
