@@ -212,7 +212,10 @@ pub fn row(cells: &[&str]) -> Vec<String> {
 
 /// The version file `current.json` of a model's period names (the artifact applying reads).
 pub fn current_artifact(out: &Path, model: &str, period: &str) -> PathBuf {
-    let dir = out.join("models").join(model).join(format!("period={period}"));
+    let dir = out
+        .join("models")
+        .join(model)
+        .join(format!("period={period}"));
     let pointer = dir.join("current.json");
     let text =
         std::fs::read_to_string(&pointer).unwrap_or_else(|e| panic!("{}: {e}", pointer.display()));

@@ -902,7 +902,10 @@ fn a_refit_keeps_the_earlier_version_and_monthly_runs_apply_the_new_one() {
         row(&["I", "213", "Big spenders"])
     );
     let applied = applied_first.manifest().models[0].clone();
-    assert_eq!((&applied.path, &applied.sha256), (&first.path, &first.sha256));
+    assert_eq!(
+        (&applied.path, &applied.sha256),
+        (&first.path, &first.sha256)
+    );
 
     s.write(
         "orders.csv",
@@ -929,7 +932,10 @@ fn a_refit_keeps_the_earlier_version_and_monthly_runs_apply_the_new_one() {
     let applied_second = run_pipeline(&monthly, "2026-02", s.dir.path());
     applied_second.assert_code(0);
     let record = applied_second.manifest().models[0].clone();
-    assert_eq!((&record.path, &record.sha256), (&second.path, &second.sha256));
+    assert_eq!(
+        (&record.path, &record.sha256),
+        (&second.path, &second.sha256)
+    );
     assert_eq!(
         output(&s, "rfm", "2026-02", &cols),
         vec![

@@ -58,11 +58,9 @@ pub(crate) fn read_footer(path: &Path) -> Result<Footer, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
     let meta = reader.metadata().file_metadata();
-    let schema = parquet::arrow::parquet_to_arrow_schema(
-        meta.schema_descr(),
-        meta.key_value_metadata(),
-    )
-    .map_err(|e| e.to_string())?;
+    let schema =
+        parquet::arrow::parquet_to_arrow_schema(meta.schema_descr(), meta.key_value_metadata())
+            .map_err(|e| e.to_string())?;
     Ok(Footer {
         rows: u64::try_from(meta.num_rows()).unwrap_or(0),
         columns: columns_of(&schema),
@@ -105,7 +103,10 @@ mod tests {
 
     #[test]
     fn only_local_locations_are_paths() {
-        assert_eq!(local_path("file:///d/x.csv"), Some(PathBuf::from("/d/x.csv")));
+        assert_eq!(
+            local_path("file:///d/x.csv"),
+            Some(PathBuf::from("/d/x.csv"))
+        );
         assert_eq!(local_path("/d/x.csv"), Some(PathBuf::from("/d/x.csv")));
         assert_eq!(local_path("s3://bucket/x.csv"), None);
     }
@@ -116,7 +117,11 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("region=A")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join(".segflow-staging-r")).expect("mkdir");
         std::fs::write(dir.path().join("region=A/part-00000.parquet"), "x").expect("w");
-        std::fs::write(dir.path().join(".segflow-staging-r/part-00000.parquet"), "x").expect("w");
+        std::fs::write(
+            dir.path().join(".segflow-staging-r/part-00000.parquet"),
+            "x",
+        )
+        .expect("w");
         std::fs::write(dir.path().join(".part.tmp"), "x").expect("w");
         assert_eq!(list_files(dir.path()), ["region=A/part-00000.parquet"]);
     }

@@ -65,7 +65,11 @@ fn lineage(history: &RunHistory, m: &Manifest, out: &mut String) {
             .map(|r| format!(", completed by run {r}"))
             .unwrap_or_default()
     );
-    let _ = writeln!(out, "  pipeline   {} sha256 {}", m.pipeline.file, m.pipeline.sha256);
+    let _ = writeln!(
+        out,
+        "  pipeline   {} sha256 {}",
+        m.pipeline.file, m.pipeline.sha256
+    );
     let _ = writeln!(out, "  segflow    {}", m.segflow_version);
     let _ = writeln!(out, "  arguments  {}", m.arguments.join(" "));
 

@@ -86,8 +86,8 @@ fn encode(batch: &RecordBatch) -> Result<Vec<u8>, String> {
         .set_created_by(format!("segflow {}", env!("CARGO_PKG_VERSION")))
         .build();
     let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props))
-        .map_err(|e| e.to_string())?;
+    let mut writer =
+        ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).map_err(|e| e.to_string())?;
     writer.write(batch).map_err(|e| e.to_string())?;
     writer.close().map_err(|e| e.to_string())?;
     Ok(bytes)
@@ -177,21 +177,39 @@ fn runs_table(runs: &[Manifest]) -> Result<RecordBatch, arrow::error::ArrowError
     let statuses: Vec<String> = runs.iter().map(status).collect();
     batch(vec![
         text("run_id", runs.iter().map(|m| m.run_id.as_str())),
-        int("manifest_version", runs.iter().map(|m| u64::from(m.manifest_version))),
+        int(
+            "manifest_version",
+            runs.iter().map(|m| u64::from(m.manifest_version)),
+        ),
         text("pipeline", runs.iter().map(|m| m.pipeline.name.as_str())),
-        text("pipeline_file", runs.iter().map(|m| m.pipeline.file.as_str())),
-        text("pipeline_sha256", runs.iter().map(|m| m.pipeline.sha256.as_str())),
-        text("segflow_version", runs.iter().map(|m| m.segflow_version.as_str())),
+        text(
+            "pipeline_file",
+            runs.iter().map(|m| m.pipeline.file.as_str()),
+        ),
+        text(
+            "pipeline_sha256",
+            runs.iter().map(|m| m.pipeline.sha256.as_str()),
+        ),
+        text(
+            "segflow_version",
+            runs.iter().map(|m| m.segflow_version.as_str()),
+        ),
         text("arguments", arguments.iter().map(String::as_str)),
         text("period", runs.iter().map(|m| m.period.label.as_str())),
         text("grain", runs.iter().map(|m| m.period.grain.as_str())),
         date("period_start", runs.iter().map(|m| m.period.start.as_str())),
         date("period_end", runs.iter().map(|m| m.period.end.as_str())),
-        timestamp("started_at", runs.iter().map(|m| Some(m.started_at.as_str()))),
+        timestamp(
+            "started_at",
+            runs.iter().map(|m| Some(m.started_at.as_str())),
+        ),
         timestamp("finished_at", runs.iter().map(|m| m.finished_at.as_deref())),
         text("status", statuses.iter().map(String::as_str)),
         opt_text("error", runs.iter().map(|m| m.error.as_deref())),
-        opt_text("recovered_by", runs.iter().map(|m| m.recovered_by.as_deref())),
+        opt_text(
+            "recovered_by",
+            runs.iter().map(|m| m.recovered_by.as_deref()),
+        ),
         boolean(
             "committed",
             runs.iter().map(|m| m.outputs.iter().any(|o| o.committed)),
@@ -208,17 +226,22 @@ fn runs_table(runs: &[Manifest]) -> Result<RecordBatch, arrow::error::ArrowError
         float("seconds", runs.iter().map(|m| m.timings.values().sum())),
         opt_int(
             "memory_limit",
-            runs.iter().map(|m| m.engine.as_ref().map(|e| e.memory_limit)),
+            runs.iter()
+                .map(|m| m.engine.as_ref().map(|e| e.memory_limit)),
         ),
         opt_int(
             "spilled_bytes",
-            runs.iter().map(|m| m.engine.as_ref().map(|e| e.spilled_bytes)),
+            runs.iter()
+                .map(|m| m.engine.as_ref().map(|e| e.spilled_bytes)),
         ),
     ])
 }
 
 /// One row per element of a list in each manifest, with the run id first.
-fn rows<'a, T>(runs: &'a [Manifest], list: impl Fn(&'a Manifest) -> &'a [T]) -> Vec<(&'a str, &'a T)> {
+fn rows<'a, T>(
+    runs: &'a [Manifest],
+    list: impl Fn(&'a Manifest) -> &'a [T],
+) -> Vec<(&'a str, &'a T)> {
     runs.iter()
         .flat_map(|m| list(m).iter().map(move |x| (m.run_id.as_str(), x)))
         .collect()
@@ -233,7 +256,8 @@ fn inputs_table(runs: &[Manifest]) -> Result<RecordBatch, arrow::error::ArrowErr
         int("size", r.iter().map(|(_, i)| i.size)),
         opt_text(
             "sha256",
-            r.iter().map(|(_, i)| Some(i.sha256.as_str()).filter(|s| !s.is_empty())),
+            r.iter()
+                .map(|(_, i)| Some(i.sha256.as_str()).filter(|s| !s.is_empty())),
         ),
         text("encoding", r.iter().map(|(_, i)| i.encoding.as_str())),
         int("rows", r.iter().map(|(_, i)| i.rows)),
@@ -268,7 +292,10 @@ fn models_table(runs: &[Manifest]) -> Result<RecordBatch, arrow::error::ArrowErr
         text("model", r.iter().map(|(_, a)| a.model.as_str())),
         text("name", r.iter().map(|(_, a)| a.name.as_str())),
         text("mode", r.iter().map(|(_, a)| a.mode.as_str())),
-        text("artifact_period", r.iter().map(|(_, a)| a.artifact_period.as_str())),
+        text(
+            "artifact_period",
+            r.iter().map(|(_, a)| a.artifact_period.as_str()),
+        ),
         text("path", r.iter().map(|(_, a)| a.path.as_str())),
         text("sha256", r.iter().map(|(_, a)| a.sha256.as_str())),
         boolean("committed", r.iter().map(|(_, a)| a.committed)),

@@ -66,8 +66,10 @@ pub fn verify(out_dir: &Path, period: Option<&str>) -> Result<Verification, Audi
     }
     let mut v = Verification::default();
     for (path, why) in history.unreadable() {
-        v.problems
-            .push(format!("{}: cannot be read as a run manifest: {why}", path.display()));
+        v.problems.push(format!(
+            "{}: cannot be read as a run manifest: {why}",
+            path.display()
+        ));
     }
     let wanted = |label: &str| period.is_none_or(|p| p == label);
 
@@ -168,9 +170,9 @@ fn check_output(m: &Manifest, record: &OutputRecord, v: &mut Verification) {
                     ));
                 }
             }
-            Err(e) => v
-                .problems
-                .push(format!("{shown}: not a readable Parquet file ({e}); {context}")),
+            Err(e) => v.problems.push(format!(
+                "{shown}: not a readable Parquet file ({e}); {context}"
+            )),
         }
     }
 }
@@ -214,9 +216,10 @@ fn check_partitions(
             .iter()
             .filter_map(|name| {
                 let m = history.output_runs(name, &label).committed?;
-                let record = m.outputs.iter().find(|o| {
-                    &o.output == name && local_path(&o.path).as_deref() == Some(root)
-                })?;
+                let record = m
+                    .outputs
+                    .iter()
+                    .find(|o| &o.output == name && local_path(&o.path).as_deref() == Some(root))?;
                 Some((m, record))
             })
             .collect();
@@ -290,7 +293,12 @@ fn check_pointer(
     };
     let named = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
-        .and_then(|p| Some((p["file"].as_str()?.to_string(), p["sha256"].as_str()?.to_string())));
+        .and_then(|p| {
+            Some((
+                p["file"].as_str()?.to_string(),
+                p["sha256"].as_str()?.to_string(),
+            ))
+        });
     let file = version
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -281,7 +281,10 @@ mod tests {
         assert!(belongs_to(&format!(".segflow-replaced-{r}"), r));
         assert!(belongs_to(&format!(".segflow-scratch-{r}-x1"), r));
         assert!(belongs_to(&format!(".model.json.{r}.tmp"), r));
-        assert!(belongs_to(&format!(".model-0123456789abcdef.json.{r}.tmp"), r));
+        assert!(belongs_to(
+            &format!(".model-0123456789abcdef.json.{r}.tmp"),
+            r
+        ));
         assert!(belongs_to(&format!(".current.json.{r}.tmp"), r));
         assert!(belongs_to(&format!(".registry.{r}.tmp"), r));
         assert!(!belongs_to(".segflow-staging-other", r));

@@ -183,7 +183,9 @@ pub async fn run_until(
     // still holds the commit lock (leaked on purpose), so it leaves them to the next run.
     let rollback_failed = matches!(
         &result,
-        Err(RunError::Sink(segflow_sinks::SinkError::RollbackFailed { .. }))
+        Err(RunError::Sink(
+            segflow_sinks::SinkError::RollbackFailed { .. }
+        ))
     );
     if !rollback_failed && let Ok(dir) = &run_dir {
         let runs = dir.parent().unwrap_or(Path::new("."));

@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use sha2::{Digest, Sha256};
 use segflow_spec::Period;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Bumped when the envelope or a model's parameters change incompatibly.
 pub const ARTIFACT_VERSION: u32 = 1;
@@ -179,16 +179,17 @@ pub fn read_current(
 ) -> Result<Option<StoredArtifact>, ArtifactError> {
     let period_dir = period_dir(dir, name, period);
     let pointer_path = period_dir.join(POINTER_FILE);
-    let pointer = match std::fs::read(&pointer_path) {
-        Ok(bytes) => Some(serde_json::from_slice::<Pointer>(&bytes).map_err(|e| {
-            ArtifactError::Invalid {
-                path: pointer_path.display().to_string(),
-                message: e.to_string(),
-            }
-        })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(read_err(&pointer_path)(e)),
-    };
+    let pointer =
+        match std::fs::read(&pointer_path) {
+            Ok(bytes) => Some(serde_json::from_slice::<Pointer>(&bytes).map_err(|e| {
+                ArtifactError::Invalid {
+                    path: pointer_path.display().to_string(),
+                    message: e.to_string(),
+                }
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(read_err(&pointer_path)(e)),
+        };
     let Some(pointer) = pointer else {
         let legacy = period_dir.join(LEGACY_FILE);
         return match std::fs::read(&legacy) {
@@ -208,7 +209,10 @@ pub fn read_current(
     {
         return Err(ArtifactError::Invalid {
             path: pointer_path.display().to_string(),
-            message: format!("`file` must name a file in the same directory, not `{}`", pointer.file),
+            message: format!(
+                "`file` must name a file in the same directory, not `{}`",
+                pointer.file
+            ),
         });
     }
     let path = period_dir.join(&pointer.file);
@@ -284,7 +288,12 @@ mod tests {
 
     /// A versioned artifact and its pointer, as a commit leaves them.
     fn write(dir: &Path, name: &str, period: &str) {
-        write_version(dir, name, period, format!("{{\"period\":\"{period}\"}}").as_bytes());
+        write_version(
+            dir,
+            name,
+            period,
+            format!("{{\"period\":\"{period}\"}}").as_bytes(),
+        );
     }
 
     fn write_version(dir: &Path, name: &str, period: &str, bytes: &[u8]) -> PathBuf {
@@ -310,7 +319,10 @@ mod tests {
         let current = read_current(dir.path(), "rfm", "2025")
             .expect("read")
             .expect("present");
-        assert_eq!((current.path, current.bytes), (second.clone(), b"second fit".to_vec()));
+        assert_eq!(
+            (current.path, current.bytes),
+            (second.clone(), b"second fit".to_vec())
+        );
         assert!(
             second
                 .file_name()
@@ -332,7 +344,11 @@ mod tests {
         let (label, artifact) =
             latest_before(dir.path(), "rfm", "2025-06-01".parse().expect("date")).expect("found");
         assert_eq!((label.as_str(), artifact.path), ("2024", legacy));
-        assert!(read_current(dir.path(), "rfm", "2023").expect("read").is_none());
+        assert!(
+            read_current(dir.path(), "rfm", "2023")
+                .expect("read")
+                .is_none()
+        );
     }
 
     #[test]
