@@ -12,7 +12,7 @@ use segflow_spec::Period;
     name = "segflow",
     version,
     about = "Customer segmentation pipelines: YAML in, partitioned Parquet and a run manifest out",
-    after_help = "Exit codes: 0 ok, 1 data checks failed, 2 runtime error (also: another run of the period holds the lock), 64 usage error, 78 configuration error, 130/143 interrupted by SIGINT/SIGTERM."
+    after_help = "Exit codes: 0 ok, 1 data checks failed (audit verify: something does not match), 2 runtime error (also: another run of the period holds the lock), 64 usage error, 78 configuration error, 130/143 interrupted by SIGINT/SIGTERM."
 )]
 pub struct RawArgs {
     /// Log progress (-v: per step, -vv: DataFusion internals too). Logs go to stderr.
@@ -127,6 +127,56 @@ pub enum RawCommand {
         #[arg(long, default_value = "2025")]
         period: String,
     },
+    /// Check committed data against the run manifests, show a period's lineage, or rebuild
+    /// the manifest tables.
+    Audit {
+        #[command(subcommand)]
+        command: RawAudit,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RawAudit {
+    /// Re-read every committed output file, model artifact and input the latest successful
+    /// manifests name; exit 1 naming each file that no longer matches.
+    #[command(
+        after_help = "Exit codes: 0 everything matches, 1 something does not match (each problem is printed), 2 no manifests to check or the directory cannot be read, 64 usage error."
+    )]
+    Verify {
+        /// The pipeline's output directory (holding `runs/`).
+        out_dir: PathBuf,
+        /// Only this period (a year, 2025, or a month, 2025-11).
+        #[arg(long)]
+        period: Option<String>,
+    },
+    /// Print the lineage of a period: runs, pipeline, inputs, model artifacts, checks, outputs.
+    Show {
+        out_dir: PathBuf,
+        #[arg(long)]
+        period: String,
+        /// Only this pipeline (by its `pipeline:` name).
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// Rebuild `runs/manifest*.parquet` from the JSON manifests.
+    Index { out_dir: PathBuf },
+}
+
+/// An `audit` subcommand, validated.
+#[derive(Debug, Clone)]
+pub enum AuditCommand {
+    Verify {
+        out_dir: PathBuf,
+        period: Option<Period>,
+    },
+    Show {
+        out_dir: PathBuf,
+        period: Period,
+        pipeline: Option<String>,
+    },
+    Index {
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -186,6 +236,7 @@ pub enum Command {
         dir: PathBuf,
         period: Period,
     },
+    Audit(AuditCommand),
 }
 
 fn period(text: &str) -> Result<Period, String> {
@@ -311,6 +362,28 @@ impl Command {
                 dir,
                 period: period(&t)?,
             },
+            RawCommand::Audit { command } => Command::Audit(AuditCommand::from_raw(command)?),
+        })
+    }
+}
+
+impl AuditCommand {
+    fn from_raw(raw: RawAudit) -> Result<Self, String> {
+        Ok(match raw {
+            RawAudit::Verify { out_dir, period: p } => AuditCommand::Verify {
+                out_dir,
+                period: p.as_deref().map(period).transpose()?,
+            },
+            RawAudit::Show {
+                out_dir,
+                period: p,
+                pipeline,
+            } => AuditCommand::Show {
+                out_dir,
+                period: period(&p)?,
+                pipeline,
+            },
+            RawAudit::Index { out_dir } => AuditCommand::Index { out_dir },
         })
     }
 }

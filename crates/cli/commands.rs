@@ -86,6 +86,7 @@ pub(crate) async fn dispatch(command: Command, arguments: Vec<String>) -> Exit {
         Command::Recover { pipeline } => recover(&pipeline),
         Command::Generate { out, scale, format } => generate(&out, &scale, format),
         Command::Demo { dir, period } => crate::demo::demo(&dir, period, arguments).await,
+        Command::Audit(command) => Ok(crate::audit::audit(command)),
     };
     result.unwrap_or_else(|exit| exit)
 }

@@ -2,6 +2,7 @@
 //! own typed errors, and each failure maps to a documented exit code.
 
 mod args;
+mod audit;
 mod commands;
 mod demo;
 

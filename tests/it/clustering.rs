@@ -1,7 +1,9 @@
 //! k-means through a pipeline: known, well-separated clusters are recovered, the same on every
 //! run, and cluster ids follow last year's centroids when the model is refitted.
 
-use crate::common::{Scratch, parquet_files, project, read_parquet, run_pipeline};
+use crate::common::{
+    Scratch, current_artifact, parquet_files, project, read_parquet, run_pipeline,
+};
 
 /// Blob centres (spend, visits) and sizes; points sit within ±0.2 of their centre, far
 /// closer than the ~10 between centres, so any sound k-means recovers the blobs exactly.
@@ -78,7 +80,7 @@ fn kmeans_recovers_known_clusters_deterministically_with_stable_ids() {
     run_pipeline(&p, "2024", s.dir.path()).assert_code(0);
     let first = clusters(&s, "2024");
     assert_eq!(blob_ids(&first, &truth), ["2", "1", "0"].map(String::from));
-    let artifact = s.path("out/models/clusters/period=2024/model.json");
+    let artifact = current_artifact(&s.path("out"), "clusters", "2024");
     let bytes = std::fs::read(&artifact).expect("artifact");
     let model: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
     assert_eq!(
@@ -100,7 +102,7 @@ fn kmeans_recovers_known_clusters_deterministically_with_stable_ids() {
         ["2", "1", "0"].map(String::from)
     );
     let model: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(s.path("out/models/clusters/period=2025/model.json")).expect("artifact"),
+        &std::fs::read(current_artifact(&s.path("out"), "clusters", "2025")).expect("artifact"),
     )
     .expect("json");
     assert_eq!(model["parameters"]["aligned_to"], "2024");

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::common::{Scratch, parquet_files, project, read_parquet, run_pipeline, run_python};
+use crate::common::{
+    Scratch, current_artifact, parquet_files, project, read_parquet, run_pipeline, run_python,
+};
 
 fn lifetimes_datasets() -> PathBuf {
     PathBuf::from(run_python([
@@ -76,7 +78,7 @@ fn bgnbd_and_gamma_gamma_reproduce_the_published_cdnow_estimates() {
     let run = run_pipeline(&p, "1997", s.dir.path());
     run.assert_code(0);
     let artifact: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(s.path("out/models/clv/period=1997/model.json"))
+        &std::fs::read_to_string(current_artifact(&s.path("out"), "clv", "1997"))
             .expect("artifact"),
     )
     .expect("json");

@@ -97,7 +97,9 @@ pub fn segflow_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Run {
     Run::from(out)
 }
 
-/// Every `*.parquet` under `dir`, sorted by path.
+/// Every `*.parquet` under `dir`, sorted by path — the data files: `runs/` is skipped, whose
+/// `manifest*.parquet` tables are derived from the JSON manifests and change with every run
+/// (run ids, timestamps), so they must not enter byte-for-byte comparisons of outputs.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -105,6 +107,9 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
         for entry in std::fs::read_dir(&d).expect("read dir") {
             let p = entry.expect("entry").path();
             if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "runs") {
+                    continue;
+                }
                 stack.push(p);
             } else if p.extension().is_some_and(|e| e == "parquet") {
                 out.push(p);
@@ -208,4 +213,17 @@ where
 /// An expected row, written as string literals.
 pub fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
+}
+
+/// The version file `current.json` of a model's period names (the artifact applying reads).
+pub fn current_artifact(out: &Path, model: &str, period: &str) -> PathBuf {
+    let dir = out
+        .join("models")
+        .join(model)
+        .join(format!("period={period}"));
+    let pointer = dir.join("current.json");
+    let text =
+        std::fs::read_to_string(&pointer).unwrap_or_else(|e| panic!("{}: {e}", pointer.display()));
+    let value: serde_json::Value = serde_json::from_str(&text).expect("pointer json");
+    dir.join(value["file"].as_str().expect("pointer names a file"))
 }

@@ -172,7 +172,7 @@ fn a_kill_at_any_point_of_the_commit_leaves_exactly_the_old_or_the_new_run() {
             .any(|k| k.starts_with("identity/persons/registry"))
             && old
                 .keys()
-                .any(|k| k.starts_with("models/rfm/period=2025/model.json"))
+                .any(|k| k.starts_with("models/rfm/period=2025/model-"))
             && old
                 .keys()
                 .any(|k| k.starts_with("quarantine/orders/period=2025/")),

@@ -3,6 +3,7 @@
 //!
 //! One test binary on purpose: every binary links DataFusion.
 
+mod audit;
 mod bad_rows;
 mod clustering;
 mod clv;

@@ -1,7 +1,9 @@
 //! Model artifacts: yearly runs fit and store parameters, monthly runs apply them frozen.
 //! Expected values are worked out by hand in the comments.
 
-use crate::common::{Scratch, parquet_files, project, read_parquet, row, run_pipeline};
+use crate::common::{
+    Scratch, current_artifact, parquet_files, project, read_parquet, row, run_pipeline,
+};
 
 fn output(s: &Scratch, table: &str, period: &str, columns: &[&str]) -> Vec<Vec<String>> {
     let files = parquet_files(&s.path(&format!("out/{table}/period={period}")));
@@ -11,7 +13,7 @@ fn output(s: &Scratch, table: &str, period: &str, columns: &[&str]) -> Vec<Vec<S
 }
 
 fn artifact(s: &Scratch, name: &str, period: &str) -> serde_json::Value {
-    let path = s.path(&format!("out/models/{name}/period={period}/model.json"));
+    let path = current_artifact(&s.path("out"), name, period);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("artifact json")
 }
@@ -108,7 +110,8 @@ fn monthly_runs_score_with_the_frozen_yearly_rfm_model() {
     assert_eq!(model["parameters"]["segments"][1]["name"], "Big spenders");
     let manifest = run.manifest();
     let record = &manifest.models[0];
-    let artifact_file = s.path("out/models/rfm/period=2025/model.json");
+    let artifact_file = current_artifact(&s.path("out"), "rfm", "2025");
+    assert_eq!(record.path, artifact_file.display().to_string());
     assert_eq!(
         (
             record.mode.as_str(),
@@ -211,10 +214,17 @@ fn refitting_the_same_data_gives_the_same_artifact_bytes() {
     s.write("orders.csv", YEARLY_ORDERS);
     let yearly = s.write("yearly.yaml", &rfm_pipeline("year", YEARLY_SEGMENTS));
     run_pipeline(&yearly, "2025", s.dir.path()).assert_code(0);
-    let first = std::fs::read(s.path("out/models/rfm/period=2025/model.json")).expect("read");
+    let path = current_artifact(&s.path("out"), "rfm", "2025");
+    let first = std::fs::read(&path).expect("read");
     run_pipeline(&yearly, "2025", s.dir.path()).assert_code(0);
-    let second = std::fs::read(s.path("out/models/rfm/period=2025/model.json")).expect("read");
+    // The same version file, the same bytes, and no second version.
+    assert_eq!(current_artifact(&s.path("out"), "rfm", "2025"), path);
+    let second = std::fs::read(&path).expect("read");
     assert_eq!(first, second);
+    let files = std::fs::read_dir(s.path("out/models/rfm/period=2025"))
+        .expect("ls")
+        .count();
+    assert_eq!(files, 2, "one version file and its pointer");
 }
 
 /// Explicit cut points, 4 bins: R [30, 90, 365], F [1, 2, 3], M [25, 100, 400].
@@ -851,7 +861,7 @@ outputs:
         )
         .assert_code(0);
         let model =
-            std::fs::read(dir.join("out/models/twins/period=2025/model.json")).expect("artifact");
+            std::fs::read(current_artifact(&dir.join("out"), "twins", "2025")).expect("artifact");
         let scores =
             std::fs::read(&parquet_files(&dir.join("out/twins/period=2025"))[0]).expect("scores");
         seen.push((model, scores));
@@ -866,5 +876,98 @@ outputs:
         (mean - sum / 120_000.0).abs() < 1e-6,
         "{mean} vs {}",
         sum / 120_000.0
+    );
+}
+
+/// Refitting a period adds a version instead of overwriting the one earlier manifests name.
+/// The refit data adds order 10 (A, 400.00): M {5, 20} {50, 300} {500, 575} → cuts [20, 300]
+/// (R and F cuts unchanged). Applied to February: I's M 200 is now ≤ 300 → m 2, code 212, no
+/// rule but the catch-all matches → Others (it was 213, Big spenders under [20, 175]).
+#[test]
+fn a_refit_keeps_the_earlier_version_and_monthly_runs_apply_the_new_one() {
+    let s = Scratch::new();
+    let out = s.path("out");
+    s.write("orders.csv", YEARLY_ORDERS);
+    let yearly = s.write("yearly.yaml", &rfm_pipeline("year", YEARLY_SEGMENTS));
+    let monthly = s.write("monthly.yaml", &rfm_pipeline("month", YEARLY_SEGMENTS));
+    let first_fit = run_pipeline(&yearly, "2025", s.dir.path());
+    first_fit.assert_code(0);
+    let first = first_fit.manifest().models[0].clone();
+    s.write("orders.csv", MONTHLY_ORDERS);
+    let applied_first = run_pipeline(&monthly, "2026-02", s.dir.path());
+    applied_first.assert_code(0);
+    let cols = ["customer_id", "rfm_code", "segment"];
+    assert_eq!(
+        output(&s, "rfm", "2026-02", &cols)[2],
+        row(&["I", "213", "Big spenders"])
+    );
+    let applied = applied_first.manifest().models[0].clone();
+    assert_eq!(
+        (&applied.path, &applied.sha256),
+        (&first.path, &first.sha256)
+    );
+
+    s.write(
+        "orders.csv",
+        &format!("{YEARLY_ORDERS}10,A,2025-12-31,400.00\n"),
+    );
+    let refit = run_pipeline(&yearly, "2025", s.dir.path());
+    refit.assert_code(0);
+    let second = refit.manifest().models[0].clone();
+    assert_ne!(second.path, first.path);
+    assert_eq!(
+        second.path,
+        current_artifact(&out, "rfm", "2025").display().to_string()
+    );
+    assert_eq!(
+        artifact(&s, "rfm", "2025")["parameters"]["cut_points"]["monetary"],
+        serde_json::json!([20.0, 300.0])
+    );
+    // What the earlier runs recorded still resolves, byte for byte.
+    for record in [&first, &applied] {
+        assert_eq!(sha256(std::path::Path::new(&record.path)), record.sha256);
+    }
+
+    s.write("orders.csv", MONTHLY_ORDERS);
+    let applied_second = run_pipeline(&monthly, "2026-02", s.dir.path());
+    applied_second.assert_code(0);
+    let record = applied_second.manifest().models[0].clone();
+    assert_eq!(
+        (&record.path, &record.sha256),
+        (&second.path, &second.sha256)
+    );
+    assert_eq!(
+        output(&s, "rfm", "2026-02", &cols),
+        vec![
+            row(&["G", "213", "Big spenders"]),
+            row(&["H", "222", "Others"]),
+            row(&["I", "212", "Others"]),
+            row(&["J", "112", "Lost"]),
+        ]
+    );
+}
+
+/// A store written before artifacts were versioned (one `model.json`, no pointer) is still
+/// applied, and the manifest names that file.
+#[test]
+fn a_legacy_model_json_is_applied_when_there_is_no_pointer() {
+    let s = Scratch::new();
+    s.write("orders.csv", YEARLY_ORDERS);
+    let yearly = s.write("yearly.yaml", &rfm_pipeline("year", YEARLY_SEGMENTS));
+    run_pipeline(&yearly, "2025", s.dir.path()).assert_code(0);
+    let version = current_artifact(&s.path("out"), "rfm", "2025");
+    let legacy = s.path("out/models/rfm/period=2025/model.json");
+    std::fs::rename(&version, &legacy).expect("to the legacy layout");
+    std::fs::remove_file(s.path("out/models/rfm/period=2025/current.json")).expect("rm");
+    s.write("orders.csv", MONTHLY_ORDERS);
+    let monthly = s.write("monthly.yaml", &rfm_pipeline("month", YEARLY_SEGMENTS));
+    let run = run_pipeline(&monthly, "2026-02", s.dir.path());
+    run.assert_code(0);
+    let record = run.manifest().models[0].clone();
+    assert_eq!(record.path, legacy.display().to_string());
+    assert_eq!(record.sha256, sha256(&legacy));
+    assert_eq!(
+        output(&s, "rfm", "2026-02", &["customer_id", "rfm_code"])[0],
+        row(&["G", "213"])
     );
 }

@@ -58,6 +58,9 @@ pub enum RunError {
         location: String,
     },
 
+    #[error(transparent)]
+    Audit(#[from] segflow_audit::AuditError),
+
     #[error("cannot write the run manifest `{path}`: {source}")]
     Manifest {
         path: String,

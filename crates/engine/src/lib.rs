@@ -27,5 +27,5 @@ mod validate;
 pub use error::{RunError, exit};
 pub use plan::{PlanFile, PlanNode, PlanOutput, PlanReport, StepExplanation, explain, plan};
 pub use report::report;
-pub use run::{RunOutcome, RunRequest, recover, run, run_until};
+pub use run::{RunOutcome, RunRequest, index_manifests, recover, run, run_until};
 pub use validate::validate;

@@ -138,6 +138,7 @@ pub(crate) async fn stage_output(
         run_id: run_id.to_string(),
         period_dir: partition_dir("period", Some(&period.to_string())),
         files: Vec::new(),
+        schema: None,
     };
     // The sorted rows stream into the writer: the sort spills when the output does not fit
     // the memory pool, and the writer holds one write slice per open directory.
@@ -158,6 +159,7 @@ pub(crate) async fn stage_output(
         writer.push(&batch)?;
     }
     let table = StagedTable {
+        schema: Some(writer.data_schema()),
         files: writer.finish()?,
         ..table
     };

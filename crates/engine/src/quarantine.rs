@@ -60,6 +60,7 @@ pub(crate) async fn stage_quarantine(
         run_id: run_id.to_string(),
         period_dir: partition_dir("period", Some(&period.to_string())),
         files: Vec::new(),
+        schema: None,
     };
     let schema = schema();
     let mut writer = TableWriter::new(
@@ -98,6 +99,7 @@ pub(crate) async fn stage_quarantine(
         });
     }
     let table = StagedTable {
+        schema: Some(writer.data_schema()),
         files: writer.finish()?,
         ..table
     };

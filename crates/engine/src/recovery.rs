@@ -148,15 +148,10 @@ fn recover_run(
     now: &str,
 ) -> Result<RecoveryRecord, RunError> {
     let journal = run_dir.join("commit.json");
-    // (whether it had committed, what its commit replaced)
+    // Whether it had committed, when it had a journal.
     let replayed = if journal.exists() {
-        let (outcome, replayed) = segflow_sinks::recover(&journal)?;
-        let targets: Vec<String> = replayed
-            .replacements
-            .iter()
-            .map(|r| r.target.display().to_string())
-            .collect();
-        Some((outcome == Recovered::Completed, targets))
+        let (outcome, _) = segflow_sinks::recover(&journal)?;
+        Some(outcome == Recovered::Completed)
     } else {
         None
     };
@@ -171,20 +166,16 @@ fn recover_run(
         sweep(place, run_id, SWEEP_DEPTH, &mut removed, &mut bytes);
     }
     let manifest_path = run_dir.join("manifest.json");
-    let action = match &replayed {
-        Some((true, _)) => "completed",
-        Some((false, _)) => "rolled_back",
+    let action = match replayed {
+        Some(true) => "completed",
+        Some(false) => "rolled_back",
         None => "abandoned",
     };
     if let Ok(text) = std::fs::read_to_string(&manifest_path)
         && let Ok(mut manifest) = serde_json::from_str::<Manifest>(&text)
         && manifest.status == RunStatus::Running
     {
-        let committed = replayed
-            .as_ref()
-            .filter(|(done, _)| *done)
-            .map(|(_, targets)| targets.as_slice());
-        mark_recovered(&mut manifest, committed, me, now);
+        mark_recovered(&mut manifest, replayed == Some(true), me, now);
         crate::run::write_manifest_at(&manifest_path, &manifest)?;
     }
     // The outcome is recorded: the journal can go (replaying it again would be harmless).
@@ -250,17 +241,18 @@ fn recorded_places(run_dir: &Path) -> Vec<PathBuf> {
 
 /// The dead run's manifest, corrected: it committed (its journal had reached the commit
 /// point) or it did not, and nothing of it is left.
-fn mark_recovered(manifest: &mut Manifest, committed: Option<&[String]>, me: &str, now: &str) {
+fn mark_recovered(manifest: &mut Manifest, committed: bool, me: &str, now: &str) {
     manifest.recovered_by = Some(me.to_string());
     manifest.finished_at = Some(now.to_string());
-    if let Some(targets) = committed {
+    if committed {
         manifest.status = RunStatus::Succeeded;
         for o in &mut manifest.outputs {
             o.committed = true;
         }
-        // Only artifacts the commit wrote; applied models were never the run's to commit.
+        // Every fit is part of the commit (its version file and pointer, or nothing when that
+        // exact version was in place already); applied models were never the run's to commit.
         for m in &mut manifest.models {
-            m.committed = targets.contains(&m.path);
+            m.committed = m.mode == "fit";
         }
     } else {
         manifest.status = RunStatus::Abandoned;
@@ -289,6 +281,11 @@ mod tests {
         assert!(belongs_to(&format!(".segflow-replaced-{r}"), r));
         assert!(belongs_to(&format!(".segflow-scratch-{r}-x1"), r));
         assert!(belongs_to(&format!(".model.json.{r}.tmp"), r));
+        assert!(belongs_to(
+            &format!(".model-0123456789abcdef.json.{r}.tmp"),
+            r
+        ));
+        assert!(belongs_to(&format!(".current.json.{r}.tmp"), r));
         assert!(belongs_to(&format!(".registry.{r}.tmp"), r));
         assert!(!belongs_to(".segflow-staging-other", r));
         assert!(!belongs_to(&format!("model.json.{r}.tmp"), r));

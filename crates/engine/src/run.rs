@@ -179,6 +179,20 @@ pub async fn run_until(
         write_manifest_at(&manifest_path, &manifest)
     };
     pauses.point("manifest written");
+    // The manifest tables are derived from the JSON manifests; a run whose rollback failed
+    // still holds the commit lock (leaked on purpose), so it leaves them to the next run.
+    let rollback_failed = matches!(
+        &result,
+        Err(RunError::Sink(
+            segflow_sinks::SinkError::RollbackFailed { .. }
+        ))
+    );
+    if !rollback_failed && let Ok(dir) = &run_dir {
+        let runs = dir.parent().unwrap_or(Path::new("."));
+        if let Err(e) = index_runs(runs) {
+            warn!("cannot rewrite the manifest tables ({e}); `segflow audit index` rebuilds them");
+        }
+    }
     // What is left to clean. After the commit point, only the replaced data; a failure there
     // (or a commit whose rollback failed) keeps `run.lock`, so the next run finds the journal.
     let keep_for_recovery = match (committed, &result) {
@@ -240,7 +254,28 @@ pub(crate) fn write_manifest_at(path: &Path, manifest: &Manifest) -> Result<(), 
 pub fn recover(pipeline: &Pipeline) -> Result<Vec<RecoveryRecord>, RunError> {
     let runs = local_path("output_dir", &pipeline.output_dir)?.join("runs");
     let _commit = lock_commit(&runs)?;
-    recover_dead_runs(pipeline, &runs, &unique_label("recover"), &now())
+    let records = recover_dead_runs(pipeline, &runs, &unique_label("recover"), &now())?;
+    if !records.is_empty() {
+        segflow_audit::write_tables(&runs)?;
+    }
+    Ok(records)
+}
+
+/// Rewrites the manifest tables (`runs/manifest*.parquet`) from every manifest under `runs`,
+/// under the commit lock, so two runs ending at once cannot interleave their rewrites (and
+/// the one that rewrites last has read both manifests).
+fn index_runs(runs: &Path) -> Result<segflow_audit::TablesWritten, RunError> {
+    let _commit = lock_commit(runs)?;
+    Ok(segflow_audit::write_tables(runs)?)
+}
+
+/// `segflow audit index`: rebuilds the manifest tables of an output directory on demand.
+pub fn index_manifests(out_dir: &Path) -> Result<segflow_audit::TablesWritten, RunError> {
+    let runs = out_dir.join("runs");
+    if !runs.is_dir() {
+        return Err(segflow_audit::AuditError::NoManifests { dir: runs }.into());
+    }
+    index_runs(&runs)
 }
 
 async fn execute(
@@ -441,6 +476,11 @@ async fn execute_in(
             rows,
             files: output_files(&table),
             committed: false,
+            schema: table
+                .schema
+                .as_deref()
+                .map(segflow_audit::columns_of)
+                .unwrap_or_default(),
         });
         staged.push(table);
     }
@@ -453,6 +493,11 @@ async fn execute_in(
             rows: table.files.iter().map(|f| f.rows).sum(),
             files: output_files(&table),
             committed: false,
+            schema: table
+                .schema
+                .as_deref()
+                .map(segflow_audit::columns_of)
+                .unwrap_or_default(),
         });
         staged.push(table);
     }
@@ -467,8 +512,10 @@ async fn execute_in(
     }
     let mut staged_models = Vec::new();
     for (index, outcome) in &fitted_models {
-        if let Some(tmp) = stage_artifact(outcome, run_id)? {
-            replacements.push((tmp, outcome.path.clone()));
+        // A fit is committed with the run even when its exact version is in place already
+        // (nothing staged then).
+        if outcome.pending.is_some() {
+            replacements.extend(stage_artifact(outcome, run_id)?);
             staged_models.push(*index);
         }
     }

@@ -152,6 +152,21 @@ pub struct OutputRecord {
     pub rows: u64,
     pub files: Vec<OutputFile>,
     pub committed: bool,
+    /// The columns of the output's files as Arrow reads them back (partition columns live in
+    /// directory names and are not among them), so `segflow audit verify` can tell a file
+    /// whose schema changed. Empty in manifests written before segflow recorded it.
+    #[serde(default)]
+    pub schema: Vec<ColumnRecord>,
+}
+
+/// One column of an output file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnRecord {
+    pub name: String,
+    /// The Arrow data type as Arrow prints it: `Utf8`, `Int64`, `Decimal128(12, 2)`, `Date32`.
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

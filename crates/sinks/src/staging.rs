@@ -22,6 +22,8 @@ pub struct StagedTable {
     /// `period=2025`.
     pub period_dir: String,
     pub files: Vec<WrittenFile>,
+    /// The columns of the files (without partition columns), recorded in the manifest.
+    pub schema: Option<arrow::datatypes::SchemaRef>,
 }
 
 impl StagedTable {
@@ -62,6 +64,7 @@ mod tests {
             run_id: run.into(),
             period_dir: format!("period={period}"),
             files: vec![],
+            schema: None,
         };
         std::fs::create_dir_all(t.staged_period()).expect("mkdir");
         std::fs::write(t.staged_period().join("part-00000.parquet"), content).expect("write");

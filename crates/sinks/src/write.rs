@@ -534,6 +534,11 @@ impl TableWriter {
     /// Finishes every file and lists them in stream order (directory by directory, then
     /// `part-00000`, `part-00001`…). Without sub-partitions an empty table still gets one
     /// empty file, so an empty period replaces the old one; with sub-partitions it gets none.
+    /// The schema of the files: the table's columns without the partition columns.
+    pub fn data_schema(&self) -> SchemaRef {
+        Arc::clone(&self.settings.data_schema)
+    }
+
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, SinkError> {
         if self.key_indices.is_empty() && self.partitions.is_empty() {
             let mut empty = Partition::new(Vec::new());

@@ -18,7 +18,8 @@ pub enum ModelMode {
 /// The pipeline's `models:` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelsOptions {
-    /// Root of the artifact store: `<dir>/<model name>/period=<period>/model.json`.
+    /// Root of the artifact store: `<dir>/<model name>/period=<period>/` holding version files
+    /// `model-<sha256 prefix>.json` and the pointer `current.json`.
     pub dir: String,
     pub mode: ModelMode,
 }

@@ -1,12 +1,19 @@
 //! What every model step shares: a yearly run fits the model and stages a versioned artifact
 //! (written at commit); a monthly run applies a stored artifact frozen, never refitting.
+//!
+//! A fit's artifact is an immutable, content-addressed file (`model-<sha prefix>.json`) plus
+//! the period's pointer `current.json`, both replaced in the run's commit transaction; applying
+//! reads through the pointer. See `segflow_models::artifact` for the layout.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
-use segflow_models::artifact::{ARTIFACT_VERSION, artifact_path, latest_before};
+use segflow_models::artifact::{
+    ARTIFACT_VERSION, POINTER_FILE, Pointer, StoredArtifact, latest_before, read_current,
+    sha256_hex, version_path,
+};
 use segflow_models::{Artifact, ArtifactError};
 use segflow_spec::{Period, Pipeline};
 use serde::de::DeserializeOwned;
@@ -20,6 +27,7 @@ use crate::steps::frames::fit_err;
 pub(crate) struct ModelOutcome {
     pub mode: &'static str,
     pub artifact: Artifact,
+    /// The immutable version file: fitted (written at commit) or applied.
     pub path: PathBuf,
     /// The artifact's bytes when this run fitted it (written at commit).
     pub pending: Option<Vec<u8>>,
@@ -59,12 +67,13 @@ impl ModelContext<'_> {
     pub(crate) fn previous<T: DeserializeOwned>(&self) -> Result<Option<(String, T)>, RunError> {
         let step = self.step;
         match latest_before(self.models_dir, self.model_name, self.period.start()) {
-            Ok((label, path)) => {
-                let artifact = Artifact::load(&path).map_err(artifact_err(step))?;
+            Ok((label, stored)) => {
+                let artifact = Artifact::from_bytes(&stored.path, &stored.bytes)
+                    .map_err(artifact_err(step))?;
                 if artifact.model != self.kind {
                     return Ok(None);
                 }
-                Ok(Some((label, typed(step, &artifact, &path)?)))
+                Ok(Some((label, typed(step, &artifact, &stored.path)?)))
             }
             Err(ArtifactError::NotFound { .. }) => Ok(None),
             Err(e) => Err(artifact_err(step)(e)),
@@ -169,39 +178,39 @@ async fn run_model<M: Model>(
             parameters: fitted.parameters,
         };
         let bytes = artifact.to_bytes();
+        let sha256 = sha256_hex(&bytes);
         let outcome = ModelOutcome {
             mode: "fit",
-            path: artifact_path(&dir, &reference.name, &fit.period.to_string()),
-            sha256: sha256_hex(&bytes),
+            path: version_path(&dir, &reference.name, &fit.period.to_string(), &sha256),
+            sha256,
             artifact,
             pending: Some(bytes),
         };
         return Ok((fitted.df, outcome));
     }
-    let path = match &reference.period {
-        Some(period) => artifact_path(&dir, &reference.name, period),
+    let not_found = || RunError::Artifact {
+        step: name.to_string(),
+        source: ArtifactError::NotFound {
+            name: reference.name.clone(),
+            dir: dir.display().to_string(),
+            before: fit.period.start(),
+        },
+    };
+    // Read once: the bytes hashed for the manifest are the bytes applied.
+    let StoredArtifact {
+        path,
+        bytes,
+        sha256,
+    } = match &reference.period {
+        Some(period) => read_current(&dir, &reference.name, period)
+            .map_err(artifact_err(name))?
+            .ok_or_else(not_found)?,
         None => {
             latest_before(&dir, &reference.name, fit.period.start())
                 .map_err(artifact_err(name))?
                 .1
         }
     };
-    // Read once: the bytes hashed for the manifest are the bytes applied.
-    let bytes = std::fs::read(&path).map_err(|source| RunError::Artifact {
-        step: name.to_string(),
-        source: if source.kind() == std::io::ErrorKind::NotFound {
-            ArtifactError::NotFound {
-                name: reference.name.clone(),
-                dir: dir.display().to_string(),
-                before: fit.period.start(),
-            }
-        } else {
-            ArtifactError::Read {
-                path: path.display().to_string(),
-                source,
-            }
-        },
-    })?;
     let artifact = Artifact::from_bytes(&path, &bytes).map_err(artifact_err(name))?;
     if artifact.model != step.kind_name() {
         return Err(RunError::Artifact {
@@ -222,7 +231,7 @@ async fn run_model<M: Model>(
         df,
         ModelOutcome {
             mode: "apply",
-            sha256: sha256_hex(&bytes),
+            sha256,
             artifact,
             path,
             pending: None,
@@ -234,19 +243,18 @@ fn typed<T: DeserializeOwned>(step: &str, artifact: &Artifact, path: &Path) -> R
     artifact.parameters(path).map_err(artifact_err(step))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Writes a fitted artifact next to its final place under a name unique to the run, before
-/// any output is committed, so a failure here leaves everything as it was.
+/// Writes a fitted artifact's version file and the period's new pointer next to their final
+/// places under names unique to the run, before any output is committed, so a failure here
+/// leaves everything as it was. Returns the (staged, target) pairs for the commit: the
+/// pointer unless it already names this version; the version file unless that exact content is already committed (a
+/// version file is never overwritten — identical content is the same file; one whose bytes
+/// no longer match its name was changed behind segflow's back and is restored).
 pub(crate) fn stage_artifact(
     outcome: &ModelOutcome,
     run_id: &str,
-) -> Result<Option<PathBuf>, RunError> {
+) -> Result<Vec<(PathBuf, PathBuf)>, RunError> {
     let Some(bytes) = &outcome.pending else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let path = &outcome.path;
     let write_err = |source| RunError::ArtifactWrite {
@@ -255,9 +263,31 @@ pub(crate) fn stage_artifact(
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(write_err)?;
-    let tmp = dir.join(format!(".model.json.{run_id}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(write_err)?;
-    Ok(Some(tmp))
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut staged = Vec::new();
+    let committed = std::fs::read(path).is_ok_and(|b| sha256_hex(&b) == outcome.sha256);
+    if !committed {
+        let tmp = dir.join(format!(".{file}.{run_id}.tmp"));
+        std::fs::write(&tmp, bytes).map_err(write_err)?;
+        staged.push((tmp, path.clone()));
+    }
+    let pointer = Pointer {
+        file,
+        sha256: outcome.sha256.clone(),
+    };
+    let pointer_bytes = pointer.to_bytes();
+    let pointer_path = dir.join(POINTER_FILE);
+    // A rerun on the same data changes nothing, not even for the moment of a rename.
+    if staged.is_empty() && std::fs::read(&pointer_path).is_ok_and(|b| b == pointer_bytes) {
+        return Ok(staged);
+    }
+    let tmp = dir.join(format!(".{POINTER_FILE}.{run_id}.tmp"));
+    std::fs::write(&tmp, pointer_bytes).map_err(write_err)?;
+    staged.push((tmp, pointer_path));
+    Ok(staged)
 }
 
 /// The parameters as stored in the artifact, checked to read back as the model: JSON has no
