@@ -2,6 +2,7 @@
 //! own typed errors, and each failure maps to a documented exit code.
 
 mod args;
+mod backfill;
 mod commands;
 mod demo;
 

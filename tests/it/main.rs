@@ -3,6 +3,7 @@
 //!
 //! One test binary on purpose: every binary links DataFusion.
 
+mod backfill;
 mod bad_rows;
 mod clustering;
 mod clv;

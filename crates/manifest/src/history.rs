@@ -73,9 +73,8 @@ impl RunHistory {
     /// the latest one that committed it. When they differ, the newest attempt failed and the
     /// committed data is older than it.
     pub fn output_runs(&self, output: &str, period: &str) -> OutputRuns<'_> {
-        let writes = |m: &Manifest| {
-            m.period.label == period && m.outputs.iter().any(|o| o.output == output)
-        };
+        let writes =
+            |m: &Manifest| m.period.label == period && m.outputs.iter().any(|o| o.output == output);
         let is_committed = |m: &Manifest| {
             m.status == RunStatus::Succeeded
                 && m.outputs.iter().any(|o| o.output == output && o.committed)

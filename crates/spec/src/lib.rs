@@ -15,6 +15,7 @@ mod diagnostic;
 mod identifier_roles;
 mod models;
 mod period;
+mod period_range;
 mod pipeline;
 mod quote;
 mod sql_refs;
@@ -37,6 +38,7 @@ pub use models::{
     TierBasis, TimeUnit, VintageBy, VintageSpec,
 };
 pub use period::{Grain, Period, PeriodParseError};
+pub use period_range::{PeriodRange, PeriodRangeError, backfill_order};
 pub use pipeline::{
     BadRowLimits, Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions,
     Format, IdentifierRole, IdentityInput, IdentitySpec, OnBadRow, Output, Pii, Pipeline,
