@@ -14,7 +14,7 @@ use segflow_spec::{Period, Pipeline};
 use crate::error::RunError;
 use crate::run::{RunRequest, local_path, unique_label};
 use crate::session::session;
-use crate::steps::model::{artifact_reference, artifact_to_apply, models_dir};
+use crate::steps::model::models_dir;
 
 /// What [`freshness`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,22 +172,9 @@ fn applied_artifacts_differ(
             return Ok(Some(format!("model step `{}` is gone", record.step)));
         };
         let dir = models_dir(pipeline)?;
-        let path = match artifact_to_apply(&dir, &artifact_reference(step), period) {
-            Ok(path) => path,
+        let (path, sha) = match artifact_to_apply(&dir, step, period) {
+            Ok(found) => found,
             Err(e) => return Ok(Some(format!("model `{}`: {e}", record.step))),
-        };
-        let sha = match std::fs::read(&path) {
-            Ok(bytes) => {
-                use sha2::{Digest, Sha256};
-                hex::encode(Sha256::digest(&bytes))
-            }
-            Err(e) => {
-                return Ok(Some(format!(
-                    "model `{}`: {}: {e}",
-                    record.step,
-                    path.display()
-                )));
-            }
         };
         if sha != record.sha256 {
             return Ok(Some(format!(
@@ -199,6 +186,32 @@ fn applied_artifacts_differ(
         }
     }
     Ok(None)
+}
+
+/// The artifact a run of `period` would apply for `step` — the pinned period's, else the
+/// latest year that ended on or before the period starts, as the model step resolves it —
+/// and the SHA-256 of its bytes.
+fn artifact_to_apply(
+    dir: &std::path::Path,
+    step: &segflow_spec::Step,
+    period: Period,
+) -> Result<(std::path::PathBuf, String), String> {
+    use segflow_models::artifact::{artifact_path, latest_before};
+    use sha2::{Digest, Sha256};
+    let name = step
+        .artifact
+        .as_ref()
+        .map_or(step.name.value.as_str(), |a| a.name.as_str());
+    let path = match step.artifact.as_ref().and_then(|a| a.period.as_ref()) {
+        Some(pinned) => artifact_path(dir, name, pinned),
+        None => {
+            latest_before(dir, name, period.start())
+                .map_err(|e| e.to_string())?
+                .1
+        }
+    };
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((path, hex::encode(Sha256::digest(&bytes))))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub(crate) struct Decoded {
     pub output_dir: Option<String>,
     pub models: ModelsOptions,
     pub report: Option<crate::models::ReportSpec>,
+    pub trend_report: Option<crate::models::TrendReportSpec>,
     pub engine: EngineOptions,
     pub pii_key_env: Option<String>,
     pub sources: Vec<Source>,
@@ -44,6 +45,7 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
             mode: ModelMode::Auto,
         },
         report: None,
+        trend_report: None,
         engine: EngineOptions::default(),
         pii_key_env: None,
         sources: Vec::new(),
@@ -132,7 +134,25 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
         },
     };
     if let Some((n, p)) = top.get("report") {
-        out.report = models::report(ctx, n, &p);
+        match models::report_block(ctx, n, &p) {
+            Some(models::ReportBlock::Segments(r)) => out.report = Some(r),
+            Some(models::ReportBlock::Trends(t)) => out.trend_report = Some(t),
+            None => {}
+        }
+        if let Some(t) = &out.trend_report {
+            for (key, name) in t.outputs() {
+                if !out.outputs.iter().any(|o| o.name.value == name.value) {
+                    ctx.push(
+                        Diagnostic::new(
+                            name.loc,
+                            format!("report.trends.{key}"),
+                            format!("no output named `{}`", name.value),
+                        )
+                        .with_hint("the trend report reads the committed Parquet of the outputs the trend steps write: name one of `outputs`"),
+                    );
+                }
+            }
+        }
         if let Some(r) = &out.report
             && !out
                 .outputs

@@ -35,7 +35,7 @@ pub use models::{
     LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
     MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, ProfileMarket, ProfileOrders,
     ProfileSpec, ReportSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split,
-    TierBasis, TimeUnit, VintageBy, VintageSpec,
+    TierBasis, TimeUnit, TrendReportSpec, VintageBy, VintageSpec,
 };
 pub use period::{Grain, Period, PeriodParseError};
 pub use period_range::{PeriodRange, PeriodRangeError, backfill_order};
@@ -192,6 +192,7 @@ fn load_text(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, Spec
         output_dir: pipeline.output_dir.unwrap_or_default(),
         models: pipeline.models,
         report: pipeline.report,
+        trend_report: pipeline.trend_report,
         engine: pipeline.engine,
         pii_key_env: pipeline.pii_key_env,
         sources: pipeline.sources,

@@ -135,28 +135,6 @@ pub(crate) fn models_dir(pipeline: &Pipeline) -> Result<PathBuf, RunError> {
     crate::run::local_path("models.dir", &pipeline.models.dir)
 }
 
-/// The artifact a run of `period` applies: the pinned period's, else the latest year that
-/// ended on or before the period starts. Backfills ask the same question to tell whether a
-/// monthly period would now apply other bytes than its last run did.
-pub(crate) fn artifact_to_apply(
-    dir: &Path,
-    reference: &segflow_spec::ArtifactRef,
-    period: Period,
-) -> Result<PathBuf, ArtifactError> {
-    Ok(match &reference.period {
-        Some(pinned) => artifact_path(dir, &reference.name, pinned),
-        None => latest_before(dir, &reference.name, period.start())?.1,
-    })
-}
-
-/// The artifact reference of a model step: its `artifact:` block, else its own name.
-pub(crate) fn artifact_reference(step: &segflow_spec::Step) -> segflow_spec::ArtifactRef {
-    step.artifact.clone().unwrap_or(segflow_spec::ArtifactRef {
-        name: step.name.value.clone(),
-        period: None,
-    })
-}
-
 /// Fits or applies the model, as the pipeline's `models.mode` and grain say.
 async fn run_model<M: Model>(
     model: &M,
@@ -165,7 +143,10 @@ async fn run_model<M: Model>(
     let (step, fit) = (cx.step, cx.fit);
     let name = step.name.value.as_str();
     let dir = models_dir(fit.pipeline)?;
-    let reference = artifact_reference(step);
+    let reference = step.artifact.clone().unwrap_or(segflow_spec::ArtifactRef {
+        name: name.to_string(),
+        period: None,
+    });
     let mcx = ModelContext {
         ctx: cx.ctx,
         step: name,
@@ -197,7 +178,14 @@ async fn run_model<M: Model>(
         };
         return Ok((fitted.df, outcome));
     }
-    let path = artifact_to_apply(&dir, &reference, fit.period).map_err(artifact_err(name))?;
+    let path = match &reference.period {
+        Some(period) => artifact_path(&dir, &reference.name, period),
+        None => {
+            latest_before(&dir, &reference.name, fit.period.start())
+                .map_err(artifact_err(name))?
+                .1
+        }
+    };
     // Read once: the bytes hashed for the manifest are the bytes applied.
     let bytes = std::fs::read(&path).map_err(|source| RunError::Artifact {
         step: name.to_string(),
