@@ -24,4 +24,5 @@ mod reference;
 mod report;
 mod sources;
 mod sql_safety;
+mod trend_report;
 mod validation;

@@ -22,6 +22,7 @@ mod report;
 mod run;
 mod session;
 mod steps;
+mod trend_report;
 mod unchanged;
 mod validate;
 

@@ -155,7 +155,7 @@ fn sizes_chart(segmentation: &str, kpis: &[&Kpi]) -> String {
         .max(1e-12);
     let legend_x = 50 + periods.len() * SIZE_COLUMN_WIDTH + 20;
     let width = legend_x + 200;
-    let height = SIZE_PLOT_HEIGHT.max(segments.len() * 18) + 40;
+    let height = SIZE_PLOT_HEIGHT.max(segments.len() * 18) + 54;
     let mut svg = format!(
         r#"<svg class="chart" data-chart="sizes-{id}" role="img" aria-label="Segment sizes by period: {seg}" width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">"#,
         id = slug(segmentation),
@@ -163,7 +163,7 @@ fn sizes_chart(segmentation: &str, kpis: &[&Kpi]) -> String {
     );
     for (i, period) in periods.iter().enumerate() {
         let x = 50 + i * SIZE_COLUMN_WIDTH;
-        let mut y = SIZE_PLOT_HEIGHT as f64 + 10.0;
+        let mut y = SIZE_PLOT_HEIGHT as f64 + 24.0;
         for (s, segment) in segments.iter().enumerate() {
             let Some(n) = kpis
                 .iter()
@@ -188,7 +188,7 @@ fn sizes_chart(segmentation: &str, kpis: &[&Kpi]) -> String {
             svg,
             r#"<text x="{cx}" y="{ly}" text-anchor="middle">{p}</text><text class="total" x="{cx}" y="{ty:.1}" text-anchor="middle">{n}</text>"#,
             cx = x + (SIZE_COLUMN_WIDTH - 16) / 2,
-            ly = SIZE_PLOT_HEIGHT + 26,
+            ly = SIZE_PLOT_HEIGHT + 40,
             p = escape(period),
             ty = y - 4.0,
             n = number(Some(total(period))),
