@@ -755,48 +755,6 @@ fn output(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_formats() {
-        assert_eq!(parse_bytes("4GiB"), Some(4 << 30));
-        assert_eq!(parse_bytes("512 MiB"), Some(512 << 20));
-        assert_eq!(parse_bytes("2GB"), Some(2_000_000_000));
-        assert_eq!(parse_bytes("lots"), None);
-        assert_eq!(infer_format("/d/orders_*.csv"), Some(Format::Csv));
-        assert_eq!(infer_format("s3://b/x/part.PARQUET"), Some(Format::Parquet));
-        assert_eq!(infer_format("/d/dir/"), None);
-    }
-
-    #[test]
-    fn compressed_csv_paths_are_not_refused_as_unknown_format() {
-        assert_eq!(infer_format("/d/orders.csv.gz"), Some(Format::Csv));
-        assert_eq!(infer_format("/d/orders_*.CSV.GZ"), Some(Format::Csv));
-        assert_eq!(infer_format("s3://b/orders.csv.zst"), Some(Format::Csv));
-        assert_eq!(infer_format("/d/orders.tsv.gz"), Some(Format::Csv));
-        assert_eq!(infer_format("/d/orders.txt.zstd"), Some(Format::Csv));
-        // Only the CSV reader decompresses; these need an explicit `format:`.
-        assert_eq!(infer_format("/d/p.parquet.gz"), None);
-        assert_eq!(infer_format("/d/j.jsonl.gz"), None);
-        assert_eq!(infer_format("/d/orders.gz"), None);
-        assert_eq!(infer_format("/d.v2/orders.gz"), None);
-    }
-
-    #[test]
-    fn locations_resolve_against_the_pipeline_directory() {
-        let base = Path::new("/srv/pipelines");
-        assert_eq!(
-            resolve_location("data/x.csv", base),
-            "/srv/pipelines/data/x.csv"
-        );
-        assert_eq!(resolve_location("./x.csv", base), "/srv/pipelines/x.csv");
-        assert_eq!(resolve_location("/abs/x.csv", base), "/abs/x.csv");
-        assert_eq!(resolve_location("s3://b/k.csv", base), "s3://b/k.csv");
-    }
-}
-
 /// `0.1%`, `5 %` or `0.001` → a share in 0..=1.
 fn share(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<f64> {
     let value = match &node.data {
@@ -1128,4 +1086,46 @@ fn identity(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<IdentitySpec> {
         strip_plus_addressing,
         default_country_code,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_formats() {
+        assert_eq!(parse_bytes("4GiB"), Some(4 << 30));
+        assert_eq!(parse_bytes("512 MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("2GB"), Some(2_000_000_000));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(infer_format("/d/orders_*.csv"), Some(Format::Csv));
+        assert_eq!(infer_format("s3://b/x/part.PARQUET"), Some(Format::Parquet));
+        assert_eq!(infer_format("/d/dir/"), None);
+    }
+
+    #[test]
+    fn compressed_csv_paths_are_not_refused_as_unknown_format() {
+        assert_eq!(infer_format("/d/orders.csv.gz"), Some(Format::Csv));
+        assert_eq!(infer_format("/d/orders_*.CSV.GZ"), Some(Format::Csv));
+        assert_eq!(infer_format("s3://b/orders.csv.zst"), Some(Format::Csv));
+        assert_eq!(infer_format("/d/orders.tsv.gz"), Some(Format::Csv));
+        assert_eq!(infer_format("/d/orders.txt.zstd"), Some(Format::Csv));
+        // Only the CSV reader decompresses; these need an explicit `format:`.
+        assert_eq!(infer_format("/d/p.parquet.gz"), None);
+        assert_eq!(infer_format("/d/j.jsonl.gz"), None);
+        assert_eq!(infer_format("/d/orders.gz"), None);
+        assert_eq!(infer_format("/d.v2/orders.gz"), None);
+    }
+
+    #[test]
+    fn locations_resolve_against_the_pipeline_directory() {
+        let base = Path::new("/srv/pipelines");
+        assert_eq!(
+            resolve_location("data/x.csv", base),
+            "/srv/pipelines/data/x.csv"
+        );
+        assert_eq!(resolve_location("./x.csv", base), "/srv/pipelines/x.csv");
+        assert_eq!(resolve_location("/abs/x.csv", base), "/abs/x.csv");
+        assert_eq!(resolve_location("s3://b/k.csv", base), "s3://b/k.csv");
+    }
 }

@@ -398,7 +398,7 @@ fn write_table_is_the_streaming_writer() {
     .expect("a");
     let b = stream(
         &tmp.path().join("b"),
-        &[whole.clone()],
+        std::slice::from_ref(&whole),
         whole.schema(),
         &partition_by,
         40,
@@ -685,7 +685,7 @@ fn same_rows_in_different_batches_give_identical_bytes() {
     let a = write_table(
         &dir.path().join("a"),
         whole.schema(),
-        &[whole.clone()],
+        std::slice::from_ref(&whole),
         &[],
         10,
         &meta(),
