@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use segflow_spec::Period;
+use segflow_spec::{Period, PeriodRange};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,13 +35,23 @@ pub struct PipelineArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RawCommand {
-    /// Run a pipeline for one period and commit its outputs.
+    /// Run a pipeline for one period and commit its outputs; or backfill a range of periods
+    /// (`--period 2019..2025`), of one pipeline or of several (a yearly fit and the monthly
+    /// pipeline applying it), skipping the periods whose inputs and pipeline are unchanged.
     Run {
-        #[command(flatten)]
-        pipeline: PipelineArgs,
-        /// The period to compute: a year (2025) or a month (2025-11).
+        /// The pipeline YAML file(s). Several only with a range: each runs its own periods.
+        #[arg(required = true, num_args = 1..)]
+        pipelines: Vec<PathBuf>,
+        /// Set a variable for `${NAME}` in the pipeline (repeatable); wins over the environment.
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// The period to compute: a year (2025) or a month (2025-11); or an inclusive range
+        /// (2019..2025, 2024-01..2025-12) to backfill, in order, stopping at the first failure.
         #[arg(long)]
         period: String,
+        /// In a backfill, run every period, also those unchanged since their last successful run.
+        #[arg(long)]
+        force: bool,
         /// Memory for DataFusion's operators (e.g. 4GB, 512MiB); beyond it they spill to disk.
         /// Wins over `engine.memory_limit`; default 60% of physical memory.
         #[arg(long, value_name = "SIZE")]
@@ -206,6 +216,12 @@ pub enum Command {
         period: Period,
         engine: EngineOverrides,
     },
+    Backfill {
+        pipelines: Vec<PipelineRef>,
+        range: PeriodRange,
+        engine: EngineOverrides,
+        force: bool,
+    },
     Validate {
         pipeline: PipelineRef,
         period: Option<Period>,
@@ -265,14 +281,14 @@ impl Command {
     pub fn from_raw(raw: RawCommand) -> Result<Self, String> {
         Ok(match raw {
             RawCommand::Run {
-                pipeline: p,
+                pipelines,
+                vars,
                 period: t,
+                force,
                 memory_limit,
                 spill_dir,
-            } => Command::Run {
-                pipeline: pipeline(p)?,
-                period: period(&t)?,
-                engine: EngineOverrides {
+            } => {
+                let engine = EngineOverrides {
                     memory_limit: memory_limit
                         .map(|m| {
                             segflow_spec::parse_bytes(&m).ok_or_else(|| {
@@ -283,8 +299,34 @@ impl Command {
                         })
                         .transpose()?,
                     spill_dir,
-                },
-            },
+                };
+                let range = t
+                    .parse::<PeriodRange>()
+                    .map_err(|e| format!("--period: {e}"))?;
+                let mut refs = Vec::with_capacity(pipelines.len());
+                for path in pipelines {
+                    refs.push(pipeline(PipelineArgs {
+                        pipeline: path,
+                        vars: vars.clone(),
+                    })?);
+                }
+                match (refs.pop(), refs.is_empty() && range.is_single()) {
+                    (Some(only), true) => Command::Run {
+                        pipeline: only,
+                        period: range.first,
+                        engine,
+                    },
+                    (last, _) => {
+                        refs.extend(last);
+                        Command::Backfill {
+                            pipelines: refs,
+                            range,
+                            engine,
+                            force,
+                        }
+                    }
+                }
+            }
             RawCommand::Validate {
                 pipeline: p,
                 period: t,

@@ -17,8 +17,28 @@ pub(crate) async fn load(
     pipeline: &PipelineRef,
     period: Option<Period>,
 ) -> Result<(Pipeline, String), Exit> {
-    let (p, sha256) = load_spec(pipeline, period)?;
-    let diagnostics = segflow_engine::validate(&p, period).await;
+    load_with_variables(pipeline, period)
+        .await
+        .map(|loaded| (loaded.pipeline, loaded.sha256))
+}
+
+/// A loaded pipeline with the digests a run records (and a backfill compares).
+pub(crate) struct Loaded {
+    pub pipeline: Pipeline,
+    /// SHA-256 of the pipeline file's bytes.
+    pub sha256: String,
+    /// SHA-256 of the user variables the pipeline referenced, with their values.
+    pub variables_sha256: String,
+}
+
+/// [`load`], also returning the digest of the variables the pipeline used.
+pub(crate) async fn load_with_variables(
+    pipeline: &PipelineRef,
+    period: Option<Period>,
+) -> Result<Loaded, Exit> {
+    let loaded = load_spec(pipeline, period)?;
+    let p = &loaded.pipeline;
+    let diagnostics = segflow_engine::validate(p, period).await;
     if !diagnostics.is_empty() {
         let errors = segflow_spec::SpecErrors {
             file: pipeline.path.clone(),
@@ -27,12 +47,12 @@ pub(crate) async fn load(
         eprintln!("{errors}");
         return Err(Exit(exit::CONFIG));
     }
-    Ok((p, sha256))
+    Ok(loaded)
 }
 
 /// The pipeline file alone, for `recover`: finishing what a dead run left must work even when
 /// the pipeline has been edited into one whose steps no longer plan.
-fn load_spec(pipeline: &PipelineRef, period: Option<Period>) -> Result<(Pipeline, String), Exit> {
+pub(crate) fn load_spec(pipeline: &PipelineRef, period: Option<Period>) -> Result<Loaded, Exit> {
     let bytes = match std::fs::read(&pipeline.path) {
         Ok(b) => b,
         Err(e) => {
@@ -46,12 +66,23 @@ fn load_spec(pipeline: &PipelineRef, period: Option<Period>) -> Result<(Pipeline
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let vars = Variables::from_env(period, pipeline.vars.clone());
     match segflow_spec::load_bytes(&bytes, &pipeline.path, &vars) {
-        Ok(p) => Ok((p, sha256)),
+        Ok(p) => Ok(Loaded {
+            pipeline: p,
+            sha256,
+            variables_sha256: variables_sha256(&vars.used()),
+        }),
         Err(errors) => {
             eprintln!("{errors}");
             Err(Exit(exit::CONFIG))
         }
     }
+}
+
+/// The digest the manifest records for the variables a pipeline used: SHA-256 of their JSON
+/// (a sorted map of name to value, `null` for unset), so no value is written anywhere.
+fn variables_sha256(used: &std::collections::BTreeMap<String, Option<String>>) -> String {
+    let json = serde_json::to_string(used).unwrap_or_default();
+    hex::encode(Sha256::digest(json.as_bytes()))
 }
 
 pub(crate) async fn dispatch(command: Command, arguments: Vec<String>) -> Exit {
@@ -61,6 +92,12 @@ pub(crate) async fn dispatch(command: Command, arguments: Vec<String>) -> Exit {
             period,
             engine,
         } => run(&pipeline, period, &engine, arguments).await,
+        Command::Backfill {
+            pipelines,
+            range,
+            engine,
+            force,
+        } => Ok(crate::backfill::backfill(&pipelines, range, &engine, force, arguments).await),
         Command::Validate { pipeline, period } => load(&pipeline, period).await.map(|(p, _)| {
             println!(
                 "{}: pipeline `{}` is valid ({} sources, {} steps, {} outputs)",
@@ -97,7 +134,21 @@ pub(crate) async fn run(
     engine: &EngineOverrides,
     arguments: Vec<String>,
 ) -> Result<Exit, Exit> {
-    let (mut p, sha256) = load(pipeline, Some(period)).await?;
+    let loaded = load_with_variables(pipeline, Some(period)).await?;
+    let (exit, _) = run_loaded(loaded, period, engine, arguments, stop_signal()).await;
+    Ok(exit)
+}
+
+/// Runs a loaded pipeline for `period`, printing the outcome; returns the exit code and the
+/// run's id.
+pub(crate) async fn run_loaded(
+    loaded: Loaded,
+    period: Period,
+    engine: &EngineOverrides,
+    arguments: Vec<String>,
+    stop: impl Future<Output = &'static str>,
+) -> (Exit, String) {
+    let mut p = loaded.pipeline;
     if let Some(limit) = engine.memory_limit {
         p.engine.memory_limit = Some(limit);
     }
@@ -106,10 +157,11 @@ pub(crate) async fn run(
     }
     let request = RunRequest {
         period,
-        pipeline_sha256: sha256,
+        pipeline_sha256: loaded.sha256,
         arguments,
+        variables_sha256: Some(loaded.variables_sha256),
     };
-    let outcome = segflow_engine::run_until(&p, &request, stop_signal()).await;
+    let outcome = segflow_engine::run_until(&p, &request, stop).await;
     let m = &outcome.manifest;
     let seconds: f64 = m.timings.values().sum();
     match &outcome.error {
@@ -137,15 +189,16 @@ pub(crate) async fn run(
         }
     }
     println!("manifest: {}", outcome.manifest_path.display());
-    Ok(Exit(
-        outcome.error.as_ref().map_or(exit::OK, RunError::exit_code),
-    ))
+    (
+        Exit(outcome.error.as_ref().map_or(exit::OK, RunError::exit_code)),
+        m.run_id.clone(),
+    )
 }
 
 /// Completes with the name of the first SIGINT or SIGTERM; never, if they cannot be caught.
 /// The handlers are installed here, before the run starts, so a signal that arrives while
 /// the run is busy is kept for it instead of killing the process.
-fn stop_signal() -> impl Future<Output = &'static str> {
+pub(crate) fn stop_signal() -> impl Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let handlers = (
         signal(SignalKind::interrupt()),
@@ -163,7 +216,7 @@ fn stop_signal() -> impl Future<Output = &'static str> {
 }
 
 fn recover(pipeline: &PipelineRef) -> Result<Exit, Exit> {
-    let (p, _) = load_spec(pipeline, None)?;
+    let p = load_spec(pipeline, None)?.pipeline;
     match segflow_engine::recover(&p) {
         Ok(records) if records.is_empty() => {
             println!("{}: no dead runs to recover", p.name);

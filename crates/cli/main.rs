@@ -3,6 +3,7 @@
 
 mod args;
 mod audit;
+mod backfill;
 mod commands;
 mod demo;
 

@@ -4,6 +4,7 @@
 //! One test binary on purpose: every binary links DataFusion.
 
 mod audit;
+mod backfill;
 mod bad_rows;
 mod clustering;
 mod clv;
@@ -24,5 +25,6 @@ mod reference;
 mod report;
 mod sources;
 mod sql_safety;
+mod trend_report;
 mod trends;
 mod validation;

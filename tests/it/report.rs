@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::common::{Scratch, run_pipeline, segflow};
 
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     if let Ok(p) = std::env::var("SEGFLOW_TEST_CHROMIUM") {
         return PathBuf::from(p);
     }
@@ -20,7 +20,7 @@ fn chromium() -> PathBuf {
     panic!("no Chromium found: run `scripts/test.sh` (it installs the Debian package `chromium`)");
 }
 
-fn headless(args: &[&str]) -> std::process::Output {
+pub(crate) fn headless(args: &[&str]) -> std::process::Output {
     let profile = tempfile::tempdir().expect("profile dir");
     let out = Command::new(chromium())
         .args([

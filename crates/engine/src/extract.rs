@@ -75,15 +75,14 @@ fn pick_vintage(
     })
 }
 
-pub(crate) async fn extract(
+/// The files a run of `period` reads from `source` — with `vintage: { directory: … }`, only
+/// the chosen vintage's — and the vintage record for the manifest. Backfills use it too, to
+/// compare what a rerun would read with what the last run read.
+pub(crate) async fn files_to_read(
     ctx: &SessionContext,
     source: &Source,
     period: Period,
-    pii_key: Option<&[u8]>,
-    manifest: &mut Manifest,
-    rows: &mut BTreeMap<String, u64>,
-) -> Result<Extracted, RunError> {
-    let started = Instant::now();
+) -> Result<(Vec<segflow_sources::InputFile>, Option<serde_json::Value>), RunError> {
     let name = &source.name.value;
     let mut files = segflow_sources::list_files(ctx, source).await?;
     let mut vintage_record = None;
@@ -113,6 +112,20 @@ pub(crate) async fn extract(
             serde_json::json!({"by": format!("directory {dir}"), "available": available, "chosen": chosen}),
         );
     }
+    Ok((files, vintage_record))
+}
+
+pub(crate) async fn extract(
+    ctx: &SessionContext,
+    source: &Source,
+    period: Period,
+    pii_key: Option<&[u8]>,
+    manifest: &mut Manifest,
+    rows: &mut BTreeMap<String, u64>,
+) -> Result<Extracted, RunError> {
+    let started = Instant::now();
+    let name = &source.name.value;
+    let (files, mut vintage_record) = files_to_read(ctx, source, period).await?;
     // CSV and Excel sources are typed into an Arrow file here; the checksums come from the
     // same read (Parquet and JSON lines are hashed while they are counted).
     let space = crate::materialize::Scratch::of(ctx).map_err(|e| RunError::Step {

@@ -22,10 +22,13 @@ mod report;
 mod run;
 mod session;
 mod steps;
+mod trend_report;
+mod unchanged;
 mod validate;
 
 pub use error::{RunError, exit};
 pub use plan::{PlanFile, PlanNode, PlanOutput, PlanReport, StepExplanation, explain, plan};
 pub use report::report;
 pub use run::{RunOutcome, RunRequest, index_manifests, recover, run, run_until};
+pub use unchanged::{Freshness, freshness};
 pub use validate::validate;

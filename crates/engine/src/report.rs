@@ -92,8 +92,14 @@ async fn distribution(
 
 /// Writes the report of `period` and returns its path.
 pub async fn report(pipeline: &Pipeline, period: Period) -> Result<PathBuf, RunError> {
+    if let Some(trends) = &pipeline.trend_report {
+        let html = crate::trend_report::trend_report_html(pipeline, trends, period).await?;
+        let path = crate::trend_report::report_path(pipeline, period)?;
+        write_page(&path, &html)?;
+        return Ok(path);
+    }
     let spec = pipeline.report.as_ref().ok_or_else(|| {
-        report_err("the pipeline has no `report:` block (customers output, segment, best segments, attributes)")
+        report_err("the pipeline has no `report:` block (customers output, segment, best segments, attributes; or `trends:` for a trend pipeline)")
     })?;
     let output = pipeline
         .outputs
@@ -168,10 +174,12 @@ pub async fn report(pipeline: &Pipeline, period: Period) -> Result<PathBuf, RunE
             .map(|m| match_rates(&m))
             .unwrap_or_default(),
     };
-    let path = local_path("output_dir", &pipeline.output_dir)?
-        .join("reports")
-        .join(period.to_string())
-        .join("index.html");
+    let path = crate::trend_report::report_path(pipeline, period)?;
+    write_page(&path, &segflow_report::render(&report))?;
+    Ok(path)
+}
+
+fn write_page(path: &Path, html: &str) -> Result<(), RunError> {
     let write_err = |source| RunError::ArtifactWrite {
         path: path.display().to_string(),
         source,
@@ -179,6 +187,5 @@ pub async fn report(pipeline: &Pipeline, period: Period) -> Result<PathBuf, RunE
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(write_err)?;
     }
-    std::fs::write(&path, segflow_report::render(&report)).map_err(write_err)?;
-    Ok(path)
+    std::fs::write(path, html).map_err(write_err)
 }

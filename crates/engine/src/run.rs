@@ -35,6 +35,8 @@ pub struct RunRequest {
     /// SHA-256 of the pipeline file's bytes.
     pub pipeline_sha256: String,
     pub arguments: Vec<String>,
+    /// See [`Manifest::variables_sha256`].
+    pub variables_sha256: Option<String>,
 }
 
 /// The result of a run: its manifest (always written) and the error, if it failed.
@@ -116,6 +118,7 @@ pub async fn run_until(
         },
         segflow_version: env!("CARGO_PKG_VERSION").to_string(),
         arguments: request.arguments.clone(),
+        variables_sha256: request.variables_sha256.clone(),
         period: PeriodInfo {
             label: period.to_string(),
             grain: period.grain().to_string(),

@@ -62,13 +62,13 @@ mod tests {
         assert_eq!(choose(&labels, d("2026-01-01")), Ok("2025"));
         assert!(
             choose(&labels, d("2023-01-01"))
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("no vintage in effect")
         );
         let bad = vec!["v1".to_string()];
         assert!(
             choose(&bad, d("2026-01-01"))
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("not years or dates")
         );
     }

@@ -25,6 +25,12 @@ pub struct Manifest {
     /// Command-line arguments as given (values of `--var` included; secrets belong in the
     /// environment, which is not recorded).
     pub arguments: Vec<String>,
+    /// SHA-256 of the user variables the pipeline referenced and their values (`NAME=value`
+    /// lines, sorted; an unset one as `NAME` alone), from `--var` or the environment. A digest,
+    /// not the values: environment values may be secrets. A backfill reruns a period when it
+    /// differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variables_sha256: Option<String>,
     pub period: PeriodInfo,
     pub started_at: String,
     pub finished_at: Option<String>,

@@ -5,6 +5,10 @@
 
 use std::fmt::Write as _;
 
+mod trends;
+
+pub use trends::{Kpi, Migration, MigrationCell, Shift, Stability, TrendReport, render_trends};
+
 /// One bar: a label, the customers it stands for, and the best segment's index (100 = as
 /// common among the best customers as among all).
 #[derive(Debug, Clone, PartialEq)]
@@ -45,14 +49,14 @@ pub struct Report {
     pub match_rates: Vec<MatchRates>,
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn slug(text: &str) -> String {
+pub(crate) fn slug(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -109,27 +113,39 @@ fn bar_chart(id: &str, d: &Distribution) -> String {
     svg
 }
 
-pub fn render(r: &Report) -> String {
-    let mut html = String::new();
-    let _ = write!(
-        html,
+/// The page's opening: the shared stylesheet and the title. Both reports start here, so
+/// they look alike and stay self-contained.
+pub(crate) fn page_start(title: &str) -> String {
+    format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
+h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }} h3 {{ font-size: 1em; }}
 svg text {{ font-size: 12px; font-family: sans-serif; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
 .note {{ color: #555; font-size: 0.9em; }}
+.up {{ color: #1e8449; }} .down {{ color: #c0392b; }} .flat {{ color: #777; }}
+.flag {{ padding: 1px 6px; border-radius: 3px; color: #fff; }}
+.flag.stable {{ background: #1e8449; }} .flag.watch {{ background: #d68910; }} .flag.shifted {{ background: #c0392b; }}
+.not-comparable {{ color: #a04000; }}
 </style></head><body>
 <h1>{title}</h1>
-<p class="summary">Pipeline <b>{pipeline}</b>, period <b>{period}</b>: <span id="customers">{customers}</span> customers,
+"#,
+        title = escape(title)
+    )
+}
+
+pub fn render(r: &Report) -> String {
+    let mut html = page_start(&r.title);
+    let _ = write!(
+        html,
+        r#"<p class="summary">Pipeline <b>{pipeline}</b>, period <b>{period}</b>: <span id="customers">{customers}</span> customers,
 <span id="best-customers">{best}</span> in the best segment ({best_names}).</p>
 <p class="note">Bars show each group's share of all customers. The index compares the group's share among the best
 customers with its share among all customers (100 = average); groups with index 120 or more are red.</p>
 "#,
-        title = escape(&r.title),
         pipeline = escape(&r.pipeline),
         period = escape(&r.period),
         customers = r.customers,

@@ -22,6 +22,7 @@ pub(crate) struct Decoded {
     pub output_dir: Option<String>,
     pub models: ModelsOptions,
     pub report: Option<crate::models::ReportSpec>,
+    pub trend_report: Option<crate::models::TrendReportSpec>,
     pub engine: EngineOptions,
     pub pii_key_env: Option<String>,
     pub sources: Vec<Source>,
@@ -44,6 +45,7 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
             mode: ModelMode::Auto,
         },
         report: None,
+        trend_report: None,
         engine: EngineOptions::default(),
         pii_key_env: None,
         sources: Vec::new(),
@@ -145,7 +147,25 @@ pub(crate) fn document(ctx: &mut Ctx<'_>, root: &Node<'_>, base_dir: &Path) -> D
         },
     };
     if let Some((n, p)) = top.get("report") {
-        out.report = models::report(ctx, n, &p);
+        match models::report_block(ctx, n, &p) {
+            Some(models::ReportBlock::Segments(r)) => out.report = Some(r),
+            Some(models::ReportBlock::Trends(t)) => out.trend_report = Some(t),
+            None => {}
+        }
+        if let Some(t) = &out.trend_report {
+            for (key, name) in t.outputs() {
+                if !out.outputs.iter().any(|o| o.name.value == name.value) {
+                    ctx.push(
+                        Diagnostic::new(
+                            name.loc,
+                            format!("report.trends.{key}"),
+                            format!("no output named `{}`", name.value),
+                        )
+                        .with_hint("the trend report reads the committed Parquet of the outputs the trend steps write: name one of `outputs`"),
+                    );
+                }
+            }
+        }
         if let Some(r) = &out.report
             && !out
                 .outputs
@@ -759,48 +779,6 @@ fn output(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_formats() {
-        assert_eq!(parse_bytes("4GiB"), Some(4 << 30));
-        assert_eq!(parse_bytes("512 MiB"), Some(512 << 20));
-        assert_eq!(parse_bytes("2GB"), Some(2_000_000_000));
-        assert_eq!(parse_bytes("lots"), None);
-        assert_eq!(infer_format("/d/orders_*.csv"), Some(Format::Csv));
-        assert_eq!(infer_format("s3://b/x/part.PARQUET"), Some(Format::Parquet));
-        assert_eq!(infer_format("/d/dir/"), None);
-    }
-
-    #[test]
-    fn compressed_csv_paths_are_not_refused_as_unknown_format() {
-        assert_eq!(infer_format("/d/orders.csv.gz"), Some(Format::Csv));
-        assert_eq!(infer_format("/d/orders_*.CSV.GZ"), Some(Format::Csv));
-        assert_eq!(infer_format("s3://b/orders.csv.zst"), Some(Format::Csv));
-        assert_eq!(infer_format("/d/orders.tsv.gz"), Some(Format::Csv));
-        assert_eq!(infer_format("/d/orders.txt.zstd"), Some(Format::Csv));
-        // Only the CSV reader decompresses; these need an explicit `format:`.
-        assert_eq!(infer_format("/d/p.parquet.gz"), None);
-        assert_eq!(infer_format("/d/j.jsonl.gz"), None);
-        assert_eq!(infer_format("/d/orders.gz"), None);
-        assert_eq!(infer_format("/d.v2/orders.gz"), None);
-    }
-
-    #[test]
-    fn locations_resolve_against_the_pipeline_directory() {
-        let base = Path::new("/srv/pipelines");
-        assert_eq!(
-            resolve_location("data/x.csv", base),
-            "/srv/pipelines/data/x.csv"
-        );
-        assert_eq!(resolve_location("./x.csv", base), "/srv/pipelines/x.csv");
-        assert_eq!(resolve_location("/abs/x.csv", base), "/abs/x.csv");
-        assert_eq!(resolve_location("s3://b/k.csv", base), "s3://b/k.csv");
-    }
-}
-
 /// `0.1%`, `5 %` or `0.001` → a share in 0..=1.
 fn share(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<f64> {
     let value = match &node.data {
@@ -1132,4 +1110,46 @@ fn identity(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<IdentitySpec> {
         strip_plus_addressing,
         default_country_code,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_formats() {
+        assert_eq!(parse_bytes("4GiB"), Some(4 << 30));
+        assert_eq!(parse_bytes("512 MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("2GB"), Some(2_000_000_000));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(infer_format("/d/orders_*.csv"), Some(Format::Csv));
+        assert_eq!(infer_format("s3://b/x/part.PARQUET"), Some(Format::Parquet));
+        assert_eq!(infer_format("/d/dir/"), None);
+    }
+
+    #[test]
+    fn compressed_csv_paths_are_not_refused_as_unknown_format() {
+        assert_eq!(infer_format("/d/orders.csv.gz"), Some(Format::Csv));
+        assert_eq!(infer_format("/d/orders_*.CSV.GZ"), Some(Format::Csv));
+        assert_eq!(infer_format("s3://b/orders.csv.zst"), Some(Format::Csv));
+        assert_eq!(infer_format("/d/orders.tsv.gz"), Some(Format::Csv));
+        assert_eq!(infer_format("/d/orders.txt.zstd"), Some(Format::Csv));
+        // Only the CSV reader decompresses; these need an explicit `format:`.
+        assert_eq!(infer_format("/d/p.parquet.gz"), None);
+        assert_eq!(infer_format("/d/j.jsonl.gz"), None);
+        assert_eq!(infer_format("/d/orders.gz"), None);
+        assert_eq!(infer_format("/d.v2/orders.gz"), None);
+    }
+
+    #[test]
+    fn locations_resolve_against_the_pipeline_directory() {
+        let base = Path::new("/srv/pipelines");
+        assert_eq!(
+            resolve_location("data/x.csv", base),
+            "/srv/pipelines/data/x.csv"
+        );
+        assert_eq!(resolve_location("./x.csv", base), "/srv/pipelines/x.csv");
+        assert_eq!(resolve_location("/abs/x.csv", base), "/abs/x.csv");
+        assert_eq!(resolve_location("s3://b/k.csv", base), "s3://b/k.csv");
+    }
 }

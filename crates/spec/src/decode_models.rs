@@ -9,7 +9,7 @@ use crate::models::{
     LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
     MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, ProfileMarket, ProfileOrders,
     ProfileSpec, ReportSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split,
-    TierBasis, TimeUnit, VintageBy, VintageSpec,
+    TierBasis, TimeUnit, TrendReportSpec, VintageBy, VintageSpec,
 };
 use crate::pipeline::Severity;
 use crate::yaml::{self, Ctx, Map, Node, loc};
@@ -1040,9 +1040,77 @@ pub(crate) fn profile(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<
     })
 }
 
+/// Which form a `report:` block has.
+#[derive(Debug)]
+pub(crate) enum ReportBlock {
+    Segments(ReportSpec),
+    Trends(TrendReportSpec),
+}
+
+/// Keys of the segment report, which a trend report must not have.
+const SEGMENT_REPORT_KEYS: [&str; 4] = ["customers", "segment", "best", "by"];
+
+/// `report:` in either form: `{ customers, segment, best, by, title }` for a segment pipeline,
+/// `{ trends: { migration, stability, kpis, shift }, title }` for a trend pipeline.
+pub(crate) fn report_block(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<ReportBlock> {
+    let m = yaml::map(ctx, node, path)?;
+    if !m.has("trends") {
+        return report(ctx, m).map(ReportBlock::Segments);
+    }
+    let mixed: Vec<&str> = SEGMENT_REPORT_KEYS
+        .into_iter()
+        .filter(|k| m.has(k))
+        .collect();
+    if !mixed.is_empty() {
+        ctx.push(
+            Diagnostic::new(
+                m.loc,
+                path,
+                format!(
+                    "a report block is either a segment report (customers, segment, best, by) or a trend report (trends), not both: this one has `trends` and {}",
+                    mixed
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .with_hint("a trend pipeline names its trend outputs under `trends:`; a segment pipeline names the customers output and the segment column"),
+        );
+        return None;
+    }
+    trend_report(ctx, m).map(ReportBlock::Trends)
+}
+
+/// `report: { trends: { migration, stability, kpis, shift }, title }`.
+fn trend_report(ctx: &mut Ctx<'_>, mut m: Map<'_, '_>) -> Option<TrendReportSpec> {
+    let title = m
+        .get("title")
+        .and_then(|(n, p)| yaml::string(ctx, n, &p))
+        .map(|s| s.value);
+    let (node, path) = m.get("trends")?;
+    m.finish(ctx);
+    let mut t = yaml::map(ctx, node, &path)?;
+    let mut table = |key: &'static str| t.get(key).and_then(|(n, p)| yaml::name(ctx, n, &p));
+    let spec = TrendReportSpec {
+        migration: table("migration"),
+        stability: table("stability"),
+        kpis: table("kpis"),
+        shift: table("shift"),
+        title,
+    };
+    if spec.outputs().is_empty() {
+        ctx.push(
+            Diagnostic::new(t.loc, &path, "no trend output named")
+                .with_hint("name at least one of migration, stability, kpis, shift: the output a trend step writes"),
+        );
+    }
+    t.finish(ctx);
+    Some(spec)
+}
+
 /// `report: { customers, segment, best, by, title }`.
-pub(crate) fn report(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<ReportSpec> {
-    let mut m = yaml::map(ctx, node, path)?;
+fn report(ctx: &mut Ctx<'_>, mut m: Map<'_, '_>) -> Option<ReportSpec> {
     let customers = m
         .required(ctx, "customers")
         .and_then(|(n, p)| yaml::name(ctx, n, &p));

@@ -16,6 +16,7 @@ mod diagnostic;
 mod identifier_roles;
 mod models;
 mod period;
+mod period_range;
 mod pipeline;
 mod quote;
 mod sql_refs;
@@ -36,9 +37,10 @@ pub use models::{
     LookalikeMethod, LookalikeSpec, Lookback, LookbackUnit, MatrixSpec, ModelMode, ModelsOptions,
     MonetaryMeasure, Normalizer, ParetoSpec, PotentialSpec, ProfileMarket, ProfileOrders,
     ProfileSpec, ReportSpec, RfmCuts, RfmSpec, RulesSpec, ScoreMethod, SegmentRule, Split,
-    TierBasis, TimeUnit, VintageBy, VintageSpec,
+    TierBasis, TimeUnit, TrendReportSpec, VintageBy, VintageSpec,
 };
 pub use period::{Grain, Period, PeriodParseError};
+pub use period_range::{PeriodRange, PeriodRangeError, backfill_order};
 pub use pipeline::{
     BadRowLimits, Check, CheckKind, ColumnSpec, ColumnType, CsvOptions, DriftAction, EngineOptions,
     Format, IdentifierRole, IdentityInput, IdentitySpec, OnBadRow, Output, Pii, Pipeline,
@@ -193,6 +195,7 @@ fn load_text(text: &str, file: &Path, vars: &Variables) -> Result<Pipeline, Spec
         output_dir: pipeline.output_dir.unwrap_or_default(),
         models: pipeline.models,
         report: pipeline.report,
+        trend_report: pipeline.trend_report,
         engine: pipeline.engine,
         pii_key_env: pipeline.pii_key_env,
         sources: pipeline.sources,

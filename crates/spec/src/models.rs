@@ -391,6 +391,32 @@ pub struct ProfileSpec {
     pub market: Option<ProfileMarket>,
 }
 
+/// A trend pipeline's `report:` block (`trends: { migration, stability, kpis, shift }`): the
+/// outputs its trend steps write, which `segflow report` charts. At least one is named.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrendReportSpec {
+    pub migration: Option<Spanned<String>>,
+    pub stability: Option<Spanned<String>>,
+    pub kpis: Option<Spanned<String>>,
+    pub shift: Option<Spanned<String>>,
+    pub title: Option<String>,
+}
+
+impl TrendReportSpec {
+    /// `(key, output)` of every table named, in the order above.
+    pub fn outputs(&self) -> Vec<(&'static str, &Spanned<String>)> {
+        [
+            ("migration", &self.migration),
+            ("stability", &self.stability),
+            ("kpis", &self.kpis),
+            ("shift", &self.shift),
+        ]
+        .into_iter()
+        .filter_map(|(key, o)| o.as_ref().map(|o| (key, o)))
+        .collect()
+    }
+}
+
 /// The pipeline's `report:` block: what `segflow report` charts for a period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportSpec {

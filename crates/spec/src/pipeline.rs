@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use crate::diagnostic::{Location, Spanned};
 use crate::models::{
     ArtifactRef, ClusterSpec, ClvSpec, EnrichSpec, LookalikeSpec, MatrixSpec, ModelsOptions,
-    ParetoSpec, PotentialSpec, ProfileSpec, ReportSpec, RfmSpec, RulesSpec, VintageSpec,
+    ParetoSpec, PotentialSpec, ProfileSpec, ReportSpec, RfmSpec, RulesSpec, TrendReportSpec,
+    VintageSpec,
 };
 use crate::period::Grain;
 
@@ -23,6 +24,9 @@ pub struct Pipeline {
     pub models: ModelsOptions,
     /// What `segflow report` shows.
     pub report: Option<ReportSpec>,
+    /// What `segflow report` shows for a trend pipeline (`report: { trends: … }`); a report
+    /// block has this form or the segment one, never both.
+    pub trend_report: Option<TrendReportSpec>,
     pub engine: EngineOptions,
     /// Environment variable holding the key for `pii: hash` columns (never the key itself).
     pub pii_key_env: Option<String>,

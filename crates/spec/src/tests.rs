@@ -519,3 +519,60 @@ fn execution_order_is_linear_and_stable() {
     assert_eq!(p.execution_order.last().map(String::as_str), Some("s0"));
     assert_eq!(p.key_location("steps[3].sql"), Some(Location::new(9, 17)));
 }
+
+const TREND_PIPELINE: &str = "\
+pipeline: trends
+period: year
+sources:
+  m: { path: /d/m.parquet, schema: { segment_from: string } }
+steps:
+  - { name: moves, sql: SELECT * FROM m }
+outputs:
+  migration: { from: moves }
+";
+
+#[test]
+fn a_report_block_is_a_segment_report_or_a_trend_report() {
+    let text =
+        format!("{TREND_PIPELINE}report:\n  title: Trends\n  trends: {{ migration: migration }}\n");
+    let p = load_str(&text, Path::new("t.yaml"), &vars()).expect("valid");
+    let t = p.trend_report.expect("trend report");
+    assert_eq!(t.migration.map(|m| m.value).as_deref(), Some("migration"));
+    assert_eq!((t.kpis, t.title.as_deref()), (None, Some("Trends")));
+    assert!(p.report.is_none());
+
+    let both = format!(
+        "{TREND_PIPELINE}report:\n  customers: migration\n  segment: s\n  trends: {{ migration: migration }}\n"
+    );
+    let errs = errors(&both);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].0, errs[0].2.as_str()), (10, "report"));
+    assert!(
+        errs[0]
+            .3
+            .starts_with("a report block is either a segment report (customers, segment, best, by) or a trend report (trends), not both: this one has `trends` and `customers`, `segment`"),
+        "{}",
+        errs[0].3
+    );
+
+    let errs = errors(&format!(
+        "{TREND_PIPELINE}report:\n  trends: {{ kpis: kpi, migraton: migration }}\n"
+    ));
+    let messages: Vec<(&str, &str)> = errs.iter().map(|e| (e.2.as_str(), e.3.as_str())).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|(k, m)| *k == "report.trends.kpis" && m.starts_with("no output named `kpi` |")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&(
+            "report.trends.migraton",
+            "unknown key `migraton` | did you mean `migration`?"
+        )),
+        "{messages:?}"
+    );
+
+    let errs = errors(&format!("{TREND_PIPELINE}report:\n  trends: {{}}\n"));
+    assert!(errs[0].3.starts_with("no trend output named |"), "{errs:?}");
+}

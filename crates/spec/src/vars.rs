@@ -4,6 +4,7 @@
 //! syntax cannot change the document's structure, and errors point at the value's line.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use crate::period::Period;
 use crate::sql_vars::{self, Context, Scanner, SqlVar};
@@ -37,6 +38,9 @@ pub struct Variables {
     /// `None` when validating without a period: period variables then expand to placeholders
     /// of the right shape, so SQL can still be checked.
     period: Option<Period>,
+    /// Every user variable the pipeline referenced, with the value it got (`None`: unset, so
+    /// a default applied): what a rerun must see again to give the same result.
+    used: Arc<Mutex<BTreeMap<String, Option<String>>>>,
 }
 
 impl Variables {
@@ -46,6 +50,7 @@ impl Variables {
             overrides,
             env: std::env::vars().collect(),
             period,
+            used: Arc::default(),
         }
     }
 
@@ -55,6 +60,7 @@ impl Variables {
             overrides: values,
             env: BTreeMap::new(),
             period: Some(period),
+            used: Arc::default(),
         }
     }
 
@@ -69,10 +75,22 @@ impl Variables {
     }
 
     fn lookup(&self, name: &str) -> Option<&str> {
-        self.overrides
+        let value = self
+            .overrides
             .get(name)
             .or_else(|| self.env.get(name))
-            .map(String::as_str)
+            .map(String::as_str);
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(name.to_string(), value.map(str::to_string));
+        }
+        value
+    }
+
+    /// The user variables (not the period's) that expanding the pipeline looked up, with
+    /// their values (`None`: not set). Values may come from the environment and hold secrets:
+    /// record a digest of them, not the values.
+    pub fn used(&self) -> BTreeMap<String, Option<String>> {
+        self.used.lock().map(|u| u.clone()).unwrap_or_default()
     }
 
     fn period_value(&self, name: &str, mode: Mode) -> Option<String> {
@@ -229,6 +247,21 @@ mod tests {
         values.insert("DATA_DIR".to_string(), "/data".to_string());
         values.insert("EMPTY".to_string(), String::new());
         Variables::new("2025".parse().expect("period"), values)
+    }
+
+    #[test]
+    fn records_the_user_variables_it_looked_up() {
+        let v = vars();
+        v.interpolate("${DATA_DIR}/${MISSING:-x}/${period}", Mode::Text)
+            .expect("ok");
+        let used: Vec<_> = v.used().into_iter().collect();
+        assert_eq!(
+            used,
+            vec![
+                ("DATA_DIR".to_string(), Some("/data".to_string())),
+                ("MISSING".to_string(), None)
+            ]
+        );
     }
 
     #[test]
