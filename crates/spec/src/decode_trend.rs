@@ -4,7 +4,7 @@
 use crate::decode_models::column;
 use crate::diagnostic::Diagnostic;
 use crate::period::Period;
-use crate::trend::{HistorySpec, PeriodRange, PsiOptions, TrendKind, TrendSegment, TrendSpec};
+use crate::trend::{HistoryRange, HistorySpec, PsiOptions, TrendKind, TrendSegment, TrendSpec};
 use crate::yaml::{self, Ctx, Map, Node};
 
 pub(crate) fn trend(ctx: &mut Ctx<'_>, m: &mut Map<'_, '_>) -> Option<TrendSpec> {
@@ -134,7 +134,7 @@ fn history(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<HistorySpec
             ))
         });
         match parsed {
-            Some((a, b)) if a.grain() == b.grain() => Some(PeriodRange::Between(a, b)),
+            Some((a, b)) if a.grain() == b.grain() => Some(HistoryRange::Between(a, b)),
             _ => {
                 ctx.push(
                     Diagnostic::new(
@@ -149,7 +149,7 @@ fn history(ctx: &mut Ctx<'_>, node: &Node<'_>, path: &str) -> Option<HistorySpec
         }
     });
     let last = m.get("last").and_then(|(n, p)| {
-        yaml::integer(ctx, n, &p, 2..=1000).map(|n| PeriodRange::Last(n as u32))
+        yaml::integer(ctx, n, &p, 2..=1000).map(|n| HistoryRange::Last(n as u32))
     });
     let range = match (periods, last) {
         (Some(_), Some(_)) => {

@@ -48,7 +48,7 @@ pub use pipeline::{
 };
 pub use quote::{quote_ident, quote_literal};
 pub use sql_vars::SqlVar;
-pub use trend::{HistorySpec, PeriodRange, PsiOptions, TrendKind, TrendSegment, TrendSpec};
+pub use trend::{HistoryRange, HistorySpec, PsiOptions, TrendKind, TrendSegment, TrendSpec};
 pub use vars::{Mode, Variables};
 
 use diagnostic::Diagnostics;

@@ -29,18 +29,18 @@ impl TrendKind {
 
 /// Which periods a trend step reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeriodRange {
+pub enum HistoryRange {
     /// `periods: 2021..2025`, both ends included.
     Between(Period, Period),
     /// `last: 5`: the run's period and the four before it.
     Last(u32),
 }
 
-impl PeriodRange {
+impl HistoryRange {
     /// The periods of the range, oldest first, for a run of `period`.
     pub fn periods(&self, period: Period) -> Vec<Period> {
         match *self {
-            PeriodRange::Between(first, last) => {
+            HistoryRange::Between(first, last) => {
                 let mut out = Vec::new();
                 let mut p = first;
                 while p <= last && p.grain() == first.grain() {
@@ -49,7 +49,7 @@ impl PeriodRange {
                 }
                 out
             }
-            PeriodRange::Last(n) => {
+            HistoryRange::Last(n) => {
                 let mut out = vec![period];
                 while out.len() < n as usize {
                     let before = out[out.len() - 1].prev();
@@ -70,7 +70,7 @@ pub struct HistorySpec {
     /// The producing pipeline's output directory (its `runs/` and `models/` are read too),
     /// resolved against this pipeline's directory; this pipeline's own `output_dir` when absent.
     pub dir: Option<String>,
-    pub range: PeriodRange,
+    pub range: HistoryRange,
 }
 
 /// A segmentation column and what defines it, so a change of definition is not compared.
