@@ -321,7 +321,7 @@ pub(crate) async fn trend_report_html(
             pipeline,
             &name.value,
             period,
-            "segmentation, period, segment, metric",
+            "segmentation, for_period, segment, metric",
         )
         .await?;
         report.kpis = kpis(&t)?;
