@@ -38,7 +38,7 @@ pub struct Lapse {
 impl Lapse {
     /// Whether the customer numbered `number` (1-based, as in the id) lapses.
     pub fn applies_to(&self, number: usize) -> bool {
-        self.every > 0 && number % self.every == 0
+        self.every > 0 && number.is_multiple_of(self.every)
     }
 }
 

@@ -119,10 +119,10 @@ fn present<'p>(p: &'p PeriodData, column: &str) -> Option<&'p str> {
 }
 
 /// Customers per segment (NULL as `(none)`), computed once per period and column.
-async fn mix<'m>(
+async fn mix(
     ctx: &SessionContext,
     step: &str,
-    cache: &'m mut HashMap<(String, String), BTreeMap<String, u64>>,
+    cache: &mut HashMap<(String, String), BTreeMap<String, u64>>,
     label: &str,
     table: &str,
     column: &str,
