@@ -213,7 +213,7 @@ outputs:
     assert!(
         messages
             .iter()
-            .any(|m| m.starts_with("a step needs `sql`, `model`, `enrich` or `profile`"))
+            .any(|m| m.starts_with("a step needs `sql`, `model`, `enrich`, `profile` or `trend`"))
     );
 }
 
