@@ -647,11 +647,9 @@ print(json.dumps({"rows": rows, "lapsed": lapsed, "psi": psi}))
     ]))
     .expect("json");
 
-    let files = parquet_files(&out.join("segment_migration/period=2025"));
-    let (names, rows) = read_parquet(&files[0]);
-    let ours = project(
-        &names,
-        &rows,
+    let ours = table(
+        s.dir.path(),
+        "segment_migration",
         &[
             "segmentation",
             "basis",
@@ -718,11 +716,9 @@ print(json.dumps({"rows": rows, "lapsed": lapsed, "psi": psi}))
         "A → C {a_to_c} < lapsed A {lapsed}"
     );
 
-    let files = parquet_files(&out.join("segment_stability/period=2025"));
-    let (names, rows) = read_parquet(&files[0]);
-    let stability = project(
-        &names,
-        &rows,
+    let stability = table(
+        s.dir.path(),
+        "segment_stability",
         &["period_to", "measure", "psi", "flag", "comparable"],
     );
     let tier = stability
@@ -742,9 +738,11 @@ print(json.dumps({"rows": rows, "lapsed": lapsed, "psi": psi}))
     assert_eq!(tier[3], flag);
 
     // The refits moved the models' estimates, each reported with its definition unchanged.
-    let files = parquet_files(&out.join("model_shift/period=2025"));
-    let (names, rows) = read_parquet(&files[0]);
-    let shift = project(&names, &rows, &["model", "parameter", "comparable"]);
+    let shift = table(
+        s.dir.path(),
+        "model_shift",
+        &["model", "parameter", "comparable"],
+    );
     for (model, parameter) in [
         ("rfm", "cut_points.monetary[0]"),
         ("value_tier", "tier A.min_value"),

@@ -163,6 +163,27 @@ pub(crate) fn f64_column(
     batches: &[RecordBatch],
     column: &str,
 ) -> Result<Vec<f64>, RunError> {
+    optional_f64_column(step, batches, column)?
+        .into_iter()
+        .map(|v| {
+            v.ok_or_else(|| {
+                fit_err(
+                    step,
+                    format!(
+                        "column `{column}` has NULL values; filter or fill them before the model"
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// A column of `batches` as f64 values, NULL → `None`.
+pub(crate) fn optional_f64_column(
+    step: &str,
+    batches: &[RecordBatch],
+    column: &str,
+) -> Result<Vec<Option<f64>>, RunError> {
     let mut out = Vec::new();
     for batch in batches {
         let Some(array) = batch.column_by_name(column) else {
@@ -171,13 +192,7 @@ pub(crate) fn f64_column(
         let array =
             arrow::compute::cast(array, &DataType::Float64).map_err(|e| df_err(step)(e.into()))?;
         let array = array.as_primitive::<Float64Type>();
-        if array.null_count() > 0 {
-            return Err(fit_err(
-                step,
-                format!("column `{column}` has NULL values; filter or fill them before the model"),
-            ));
-        }
-        out.extend_from_slice(array.values());
+        out.extend(array.iter());
     }
     Ok(out)
 }

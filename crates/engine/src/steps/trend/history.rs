@@ -12,7 +12,6 @@ use datafusion::prelude::ParquetReadOptions;
 use segflow_manifest::{Manifest, ModelRecord, RunHistory};
 use segflow_spec::{Period, Pipeline, TrendSegment, TrendSpec};
 use segflow_trends::{ModelView, definition_changes};
-use sha2::{Digest, Sha256};
 
 use crate::error::RunError;
 use crate::steps::frames::{df_err, scratch};
@@ -28,6 +27,17 @@ pub(crate) struct PeriodData {
     pub manifest: Option<Manifest>,
     /// Columns of the committed partition.
     pub columns: Vec<String>,
+}
+
+impl PeriodData {
+    pub(crate) fn has(&self, column: &str) -> bool {
+        self.columns.iter().any(|c| c == column)
+    }
+
+    /// The period's table, when it has data and `column`.
+    pub(crate) fn table_with(&self, column: &str) -> Option<&str> {
+        self.table.as_deref().filter(|_| self.has(column))
+    }
 }
 
 /// What a trend step read, for its manifest parameters.
@@ -265,11 +275,26 @@ pub(crate) struct Verdict {
 }
 
 impl Verdict {
+    pub(crate) fn comparable() -> Self {
+        Verdict {
+            comparable: true,
+            reasons: Vec::new(),
+        }
+    }
+
+    pub(crate) fn not(reason: String) -> Self {
+        Verdict {
+            comparable: false,
+            reasons: vec![reason],
+        }
+    }
+
     pub(crate) fn reason(&self) -> Option<String> {
         (!self.reasons.is_empty()).then(|| self.reasons.join("; "))
     }
 
-    fn and(mut self, other: Verdict) -> Verdict {
+    /// Comparable only if both are; every reason once.
+    pub(crate) fn and(mut self, other: Verdict) -> Verdict {
         self.comparable &= other.comparable;
         for r in other.reasons {
             if !self.reasons.contains(&r) {
@@ -312,7 +337,7 @@ pub(crate) fn model_of(
             path.display()
         )
     })?;
-    let sha = hex::encode(Sha256::digest(&bytes));
+    let sha = segflow_models::artifact::sha256_hex(&bytes);
     if sha != record.sha256 {
         return Err(format!(
             "model `{name}` of period {}: `{}` is not the artifact run {} recorded (sha256 differs)",
@@ -394,6 +419,21 @@ impl<'a> Judge<'a> {
         }
     }
 
+    /// Whether a column of the two periods can be compared: both periods usable, and the
+    /// column in each that has data.
+    pub(crate) fn column(&self, a: &PeriodData, b: &PeriodData, column: &str) -> Verdict {
+        let mut verdict = self.periods(a, b);
+        for p in [a, b] {
+            if p.table.is_some() && !p.has(column) {
+                verdict = verdict.and(Verdict::not(format!(
+                    "period {} has no column `{column}`",
+                    p.label
+                )));
+            }
+        }
+        verdict
+    }
+
     /// Whether a model's definition is the same in both periods.
     pub(crate) fn model_definition(
         &mut self,
@@ -401,10 +441,7 @@ impl<'a> Judge<'a> {
         b: &PeriodData,
         name: &str,
     ) -> Verdict {
-        let not = |reason: String| Verdict {
-            comparable: false,
-            reasons: vec![reason],
-        };
+        let not = Verdict::not;
         let (ma, mb) = match (self.model(a, name), self.model(b, name)) {
             (Ok(x), Ok(y)) => (x, y),
             (Err(e), _) | (_, Err(e)) => return not(e),
@@ -417,10 +454,7 @@ impl<'a> Judge<'a> {
         }
         let changes = definition_changes(&ma.view.definition, &mb.view.definition);
         if changes.is_empty() {
-            return Verdict {
-                comparable: true,
-                reasons: Vec::new(),
-            };
+            return Verdict::comparable();
         }
         const SHOWN: usize = 3;
         let more = if changes.len() > SHOWN {
@@ -452,19 +486,13 @@ impl<'a> Judge<'a> {
         let (va, vb) = (chosen(a), chosen(b));
         let (Some(va), Some(vb)) = (va, vb) else {
             let missing = if chosen(a).is_none() { a } else { b };
-            return Verdict {
-                comparable: false,
-                reasons: vec![format!(
-                    "the run of {} records no vintage of source `{source}`",
-                    missing.label
-                )],
-            };
+            return Verdict::not(format!(
+                "the run of {} records no vintage of source `{source}`",
+                missing.label
+            ));
         };
         if va == vb {
-            return Verdict {
-                comparable: true,
-                reasons: Vec::new(),
-            };
+            return Verdict::comparable();
         }
         let bridged = b.manifest.as_ref().is_some_and(|m| {
             m.steps.iter().any(|s| {
@@ -480,18 +508,12 @@ impl<'a> Judge<'a> {
             })
         });
         if bridged {
-            return Verdict {
-                comparable: true,
-                reasons: Vec::new(),
-            };
+            return Verdict::comparable();
         }
-        Verdict {
-            comparable: false,
-            reasons: vec![format!(
-                "source `{source}` moved from vintage {va} ({}) to {vb} ({}) without a crosswalk",
-                a.label, b.label
-            )],
-        }
+        Verdict::not(format!(
+            "source `{source}` moved from vintage {va} ({}) to {vb} ({}) without a crosswalk",
+            a.label, b.label
+        ))
     }
 
     /// Everything that decides whether `segment` may be compared between `a` and `b`.
@@ -501,18 +523,7 @@ impl<'a> Judge<'a> {
         b: &PeriodData,
         segment: &TrendSegment,
     ) -> Verdict {
-        let mut verdict = self.periods(a, b);
-        for p in [a, b] {
-            if p.table.is_some() && !p.columns.iter().any(|c| c == &segment.column) {
-                verdict = verdict.and(Verdict {
-                    comparable: false,
-                    reasons: vec![format!(
-                        "period {} has no column `{}`",
-                        p.label, segment.column
-                    )],
-                });
-            }
-        }
+        let mut verdict = self.column(a, b, &segment.column);
         if let Some(model) = &segment.model
             && a.manifest.is_some()
             && b.manifest.is_some()

@@ -6,8 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
 use segflow_spec::{TrendKind, TrendSpec, quote_ident};
@@ -16,7 +14,7 @@ use segflow_trends::Change;
 use super::history::{History, Judge, Verdict};
 use super::{Cell, Rows, verdict_record};
 use crate::error::RunError;
-use crate::steps::frames::{collect, df_err, string_column};
+use crate::steps::frames::{collect, optional_f64_column, string_column};
 
 /// Metric values of one period: segment → metric → value.
 type PeriodValues = BTreeMap<String, BTreeMap<String, Option<f64>>>;
@@ -35,13 +33,12 @@ pub(super) async fn run(
         // Values per period index, for the periods that have the column.
         let mut values: Vec<Option<PeriodValues>> = Vec::new();
         for p in &history.periods {
-            let usable = p.table.is_some()
-                && p.columns.iter().any(|c| c == &segment.column)
+            let usable = p.has(&segment.column)
                 && [spec.revenue.as_ref(), spec.orders.as_ref()]
                     .into_iter()
                     .flatten()
                     .chain(&spec.kpis)
-                    .all(|c| p.columns.iter().any(|have| have == c));
+                    .all(|c| p.has(c));
             values.push(match (&p.table, usable) {
                 (Some(t), true) => Some(period_values(ctx, step, spec, t, &segment.column).await?),
                 _ => None,
@@ -53,10 +50,7 @@ pub(super) async fn run(
             let Some(current) = &values[i] else {
                 continue;
             };
-            let mut verdict = Verdict {
-                comparable: true,
-                reasons: Vec::new(),
-            };
+            let mut verdict = Verdict::comparable();
             for (basis, j) in [
                 ("previous", i.checked_sub(1)),
                 ("first", (i > 0).then_some(0)),
@@ -70,12 +64,7 @@ pub(super) async fn run(
                     &p.label,
                     &v,
                 ));
-                verdict.comparable &= v.comparable;
-                for r in v.reasons {
-                    if !verdict.reasons.contains(&r) {
-                        verdict.reasons.push(r);
-                    }
-                }
+                verdict = verdict.and(v);
             }
             let lookup = |k: Option<usize>, seg: &str, metric: &str| -> Option<f64> {
                 let v = values[k?].as_ref()?;
@@ -174,7 +163,7 @@ async fn period_values(
     )
     .await?;
     let segments = string_column(step, &batches, "s")?;
-    let column = |name: &str| optional_f64(step, &batches, name);
+    let column = |name: &str| optional_f64_column(step, &batches, name);
     let customers = column("customers")?;
     let revenue = if spec.revenue.is_some() {
         Some(column("revenue")?)
@@ -219,28 +208,6 @@ async fn period_values(
             m.insert(format!("avg_{k}"), avg);
         }
         out.insert(seg.unwrap_or_default(), m);
-    }
-    Ok(out)
-}
-
-/// A column of small aggregate results as DOUBLEs, NULLs kept.
-fn optional_f64(
-    step: &str,
-    batches: &[RecordBatch],
-    column: &str,
-) -> Result<Vec<Option<f64>>, RunError> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let Some(array) = batch.column_by_name(column) else {
-            return Err(RunError::StepInput {
-                step: step.to_string(),
-                message: format!("no column `{column}` in an aggregate"),
-            });
-        };
-        let array =
-            arrow::compute::cast(array, &DataType::Float64).map_err(|e| df_err(step)(e.into()))?;
-        let array = array.as_primitive::<Float64Type>();
-        out.extend((0..array.len()).map(|i| array.is_valid(i).then(|| array.value(i))));
     }
     Ok(out)
 }

@@ -38,7 +38,11 @@ pub(super) async fn run(
                 &b.label,
                 &verdict,
             ));
-            let (Some(ta), Some(tb)) = (&a.table, &b.table) else {
+            // Without both periods' rows (no data, or no such column) there is nothing to
+            // count: one row says why.
+            let (Some(ta), Some(tb)) =
+                (a.table_with(&segment.column), b.table_with(&segment.column))
+            else {
                 placeholders.push(vec![
                     segment.column.as_str().into(),
                     basis.into(),
@@ -55,23 +59,6 @@ pub(super) async fn run(
                 ]);
                 continue;
             };
-            if !has(a, &segment.column) || !has(b, &segment.column) {
-                placeholders.push(vec![
-                    segment.column.as_str().into(),
-                    basis.into(),
-                    a.label.as_str().into(),
-                    b.label.as_str().into(),
-                    Cell::Str(None),
-                    Cell::Str(None),
-                    Cell::Int(None),
-                    Cell::Num(None),
-                    Cell::Num(None),
-                    Cell::Num(None),
-                    false.into(),
-                    verdict.reason().into(),
-                ]);
-                continue;
-            }
             parts.push(pair_sql(
                 spec,
                 &segment.column,
@@ -94,10 +81,6 @@ pub(super) async fn run(
     Ok((df, verdicts))
 }
 
-fn has(p: &PeriodData, column: &str) -> bool {
-    p.columns.iter().any(|c| c == column)
-}
-
 /// The key must exist and identify one row per period, or customers would be counted twice.
 async fn check_period(
     ctx: &SessionContext,
@@ -110,7 +93,7 @@ async fn check_period(
     };
     let missing: Vec<&str> = std::iter::once(spec.key.as_str())
         .chain(spec.revenue.as_deref())
-        .filter(|c| !has(p, c))
+        .filter(|c| !p.has(c))
         .collect();
     if !missing.is_empty() {
         return Err(RunError::StepInput {

@@ -45,8 +45,8 @@ impl StepRunner for Trend<'_> {
         };
         // The plans hold the tables they scan; the names are no longer needed.
         history.deregister(cx.ctx);
+        // Every kind builds its rows in `schema(kind)` (migration conforms its query to it).
         let (df, verdicts) = result?;
-        let df = conform(df, &schema(spec.kind), step)?;
         let mut parameters = serde_json::json!({
             "trend": spec.kind.name(),
             "history": history.record(),
@@ -157,7 +157,11 @@ pub(crate) fn schema(kind: TrendKind) -> SchemaRef {
 
 /// Casts `df`'s columns to exactly `schema` (Parquet strings come back as views, sums as
 /// decimals), in its order.
-fn conform(df: DataFrame, schema: &SchemaRef, step: &str) -> Result<DataFrame, RunError> {
+pub(super) fn conform(
+    df: DataFrame,
+    schema: &SchemaRef,
+    step: &str,
+) -> Result<DataFrame, RunError> {
     let exprs: Vec<_> = schema
         .fields()
         .iter()

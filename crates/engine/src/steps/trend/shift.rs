@@ -24,34 +24,28 @@ pub(super) fn run(
     for model in spec.compared_models() {
         for (basis, i, j) in pairs(&history.periods, false) {
             let (a, b) = (&history.periods[i], &history.periods[j]);
-            let mut verdict = judge.periods(a, b);
-            let loaded = (judge.model(a, &model), judge.model(b, &model));
-            let (ma, mb) = match loaded {
-                (Ok(x), Ok(y)) => (x, y),
-                (Err(e), _) | (_, Err(e)) => {
-                    verdict.comparable = false;
-                    verdict.reasons.push(e);
-                    verdicts.push(verdict_record(&model, basis, &a.label, &b.label, &verdict));
-                    rows.push(vec![
-                        model.as_str().into(),
-                        Cell::Str(None),
-                        a.label.as_str().into(),
-                        b.label.as_str().into(),
-                        Cell::Str(None),
-                        Cell::Num(None),
-                        Cell::Num(None),
-                        Cell::Num(None),
-                        Cell::Num(None),
-                        false.into(),
-                        verdict.reason().into(),
-                    ]);
-                    continue;
-                }
-            };
-            let definition = judge.model_definition(a, b, &model);
-            verdict.comparable &= definition.comparable;
-            verdict.reasons.extend(definition.reasons);
+            // The definition check reads both artifacts; it fails with the reason when one
+            // cannot be read, and then there are no values to show either.
+            let verdict = judge
+                .periods(a, b)
+                .and(judge.model_definition(a, b, &model));
             verdicts.push(verdict_record(&model, basis, &a.label, &b.label, &verdict));
+            let (Ok(ma), Ok(mb)) = (judge.model(a, &model), judge.model(b, &model)) else {
+                rows.push(vec![
+                    model.as_str().into(),
+                    Cell::Str(None),
+                    a.label.as_str().into(),
+                    b.label.as_str().into(),
+                    Cell::Str(None),
+                    Cell::Num(None),
+                    Cell::Num(None),
+                    Cell::Num(None),
+                    Cell::Num(None),
+                    false.into(),
+                    verdict.reason().into(),
+                ]);
+                continue;
+            };
             let mut names: Vec<&String> = ma.view.estimates.iter().map(|(n, _)| n).collect();
             for (n, _) in &mb.view.estimates {
                 if !names.contains(&n) {

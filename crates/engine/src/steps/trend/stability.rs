@@ -25,7 +25,7 @@ pub(super) async fn run(
     let mut rows = Rows::new(TrendKind::Stability);
     let mut verdicts = Vec::new();
     let mut mixes: HashMap<(String, String), BTreeMap<String, u64>> = HashMap::new();
-    let mut cuts: HashMap<(String, String), Vec<f64>> = HashMap::new();
+    let mut baselines: HashMap<(String, String), (Vec<f64>, Vec<u64>)> = HashMap::new();
     let row = |basis: &str,
                a: &PeriodData,
                b: &PeriodData,
@@ -61,7 +61,7 @@ pub(super) async fn run(
                 &b.label,
                 &verdict,
             ));
-            let psi = match (present(a, &segment.column), present(b, &segment.column)) {
+            let psi = match (a.table_with(&segment.column), b.table_with(&segment.column)) {
                 (Some(ta), Some(tb)) => {
                     let ma = mix(ctx, step, &mut mixes, &a.label, ta, &segment.column).await?;
                     let mb = mix(ctx, step, &mut mixes, &b.label, tb, &segment.column).await?;
@@ -82,27 +82,21 @@ pub(super) async fn run(
             rows.push(row(basis, a, b, &segment.column, "segments", psi, &verdict));
         }
         for feature in &spec.features {
-            let mut verdict = judge.periods(a, b);
-            for p in [a, b] {
-                if p.table.is_some() && present(p, feature).is_none() {
-                    verdict.comparable = false;
-                    verdict
-                        .reasons
-                        .push(format!("period {} has no column `{feature}`", p.label));
-                }
-            }
+            let verdict = judge.column(a, b, feature);
             verdicts.push(verdict_record(feature, basis, &a.label, &b.label, &verdict));
-            let psi = match (present(a, feature), present(b, feature)) {
+            let psi = match (a.table_with(feature), b.table_with(feature)) {
                 (Some(ta), Some(tb)) => {
+                    // The baseline's cut points and its own counts serve every pair it is
+                    // the baseline of.
                     let key = (a.label.clone(), feature.clone());
-                    if !cuts.contains_key(&key) {
+                    if !baselines.contains_key(&key) {
                         let c = cut_points(ctx, step, ta, feature, spec.psi.bins).await?;
-                        cuts.insert(key.clone(), c);
+                        let counts = bin_counts(ctx, step, ta, feature, &c).await?;
+                        baselines.insert(key.clone(), (c, counts));
                     }
-                    let c = &cuts[&key];
-                    let ea = bin_counts(ctx, step, ta, feature, c).await?;
+                    let (c, ea) = &baselines[&key];
                     let eb = bin_counts(ctx, step, tb, feature, c).await?;
-                    population_stability(&ea, &eb, spec.psi.floor)
+                    population_stability(ea, &eb, spec.psi.floor)
                 }
                 _ => None,
             };
@@ -110,12 +104,6 @@ pub(super) async fn run(
         }
     }
     Ok((rows.into_frame(ctx, step)?, verdicts))
-}
-
-fn present<'p>(p: &'p PeriodData, column: &str) -> Option<&'p str> {
-    p.table
-        .as_deref()
-        .filter(|_| p.columns.iter().any(|c| c == column))
 }
 
 /// Customers per segment (NULL as `(none)`), computed once per period and column.
